@@ -1,0 +1,45 @@
+//! intentkit's domain: the intent lifecycle, its store, and the durable event outbox.
+//!
+//! Every façade (gRPC, the C ABI) is a thin layer over this crate. It owns the rules; the
+//! façades translate. The pieces:
+//!
+//! - [`types`] and [`intent`]: the domain values ([`MinorUnits`], [`Currency`], [`IntentId`])
+//!   and the [`Intent`] itself.
+//! - [`lifecycle`]: statuses, signals, and the one transition table ([`lifecycle::rule`]),
+//!   documented there as a table.
+//! - [`outbox`]: the events a host consumes, each with a business idempotency key.
+//! - [`store`]: the [`Store`] trait and its embedded SQLite implementation.
+//! - [`Ledger`]: creates intents idempotently and applies events under optimistic
+//!   concurrency, writing the transition, its history row and its outbox event together.
+//!
+//! Data flows one way: façade → ledger → store → outbox → façade. The store never decides a
+//! status; the lifecycle never does I/O.
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod clock;
+pub mod error;
+pub mod intent;
+pub mod ledger;
+pub mod lifecycle;
+pub mod outbox;
+pub mod store;
+pub mod types;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{CoreError, StoreError};
+pub use intent::{
+    AccountVerificationRequest, DepositRequest, Intent, IntentRequest, Metadata, PayerHandoff,
+    ProviderRef, VerifiedPayer,
+};
+pub use ledger::{ApplyOutcome, Created, Ledger};
+pub use lifecycle::{Cause, IntentEvent, IntentStatus, Signal, SignalKind};
+pub use outbox::{EventType, OutboxEvent};
+pub use store::Store;
+pub use store::sqlite::{SqliteConfig, SqliteStore};
+pub use types::{
+    AccountName, ConsumerName, Currency, IdempotencyKey, IntentId, IntentKind, MinorUnits,
+    PartnerReference, Provider, Timestamp, UserId,
+};

@@ -1,0 +1,534 @@
+#![doc = include_str!("../docs/lifecycle.md")]
+//!
+//! [`plan`] is pure: it reads an intent snapshot and a signal and says what to write. The
+//! [`crate::Ledger`] commits the plan through a [`crate::Store`] under an optimistic version
+//! check, so the same decision holds whether one thread, many threads or several processes
+//! deliver the signal.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::CoreError;
+use crate::intent::{Intent, PayerHandoff, ProviderRef, VerifiedPayer};
+use crate::types::{MinorUnits, Timestamp};
+
+/// Where an intent is in its lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntentStatus {
+    /// Recorded; the provider has not confirmed it yet.
+    Created,
+    /// The payer hand-off (link, QR) was issued; waiting for the payer.
+    Pending,
+    /// The payer says they paid; the provider is reviewing.
+    PayerConfirmed,
+    /// Final: the provider approved it. The only status that credits money.
+    Approved,
+    /// Final: the provider rejected it.
+    Rejected,
+    /// The hand-off expired unpaid. Funds may still arrive (late arrival).
+    Expired,
+    /// Funds arrived after expiry; the provider will still approve or reject.
+    LateArrival,
+    /// Final: the provider refused the create for good.
+    Failed,
+    /// Canceled by the caller before payment. A provider approval still wins.
+    Canceled,
+}
+
+impl IntentStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [IntentStatus; 9] = [
+        IntentStatus::Created,
+        IntentStatus::Pending,
+        IntentStatus::PayerConfirmed,
+        IntentStatus::Expired,
+        IntentStatus::Canceled,
+        IntentStatus::LateArrival,
+        IntentStatus::Approved,
+        IntentStatus::Rejected,
+        IntentStatus::Failed,
+    ];
+
+    /// The stable snake_case name used in storage and events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntentStatus::Created => "created",
+            IntentStatus::Pending => "pending",
+            IntentStatus::PayerConfirmed => "payer_confirmed",
+            IntentStatus::Approved => "approved",
+            IntentStatus::Rejected => "rejected",
+            IntentStatus::Expired => "expired",
+            IntentStatus::LateArrival => "late_arrival",
+            IntentStatus::Failed => "failed",
+            IntentStatus::Canceled => "canceled",
+        }
+    }
+
+    /// Whether no signal can ever move the intent again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            IntentStatus::Approved | IntentStatus::Rejected | IntentStatus::Failed
+        )
+    }
+}
+
+impl fmt::Display for IntentStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for IntentStatus {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        IntentStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| CoreError::invalid("status", format!("unknown status {s:?}")))
+    }
+}
+
+/// The data-free name of a [`Signal`]: the table's column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalKind {
+    /// The provider accepted the create and issued the payer hand-off.
+    HandoffIssued,
+    /// The provider refused the create for good.
+    CreateFailed,
+    /// The payer pressed "I made the payment" (Pientegra `PENDING_REVIEW`).
+    PayerConfirmed,
+    /// The provider approved (Pientegra `intent.approved`, Decentro `SUCCESS`).
+    Approved,
+    /// The provider rejected (Pientegra `intent.rejected`, Decentro `FAILURE`).
+    Rejected,
+    /// The hand-off expired unpaid (our timer, Pientegra `AUTO_CANCELLED`, Decentro `EXPIRED`).
+    Expired,
+    /// Funds arrived after expiry (Pientegra `LATE_ARRIVAL`).
+    LateArrival,
+    /// The caller cancels (a command, not a provider fact).
+    Cancel,
+}
+
+impl SignalKind {
+    /// Every signal, in the table's column order.
+    pub const ALL: [SignalKind; 8] = [
+        SignalKind::HandoffIssued,
+        SignalKind::CreateFailed,
+        SignalKind::PayerConfirmed,
+        SignalKind::Approved,
+        SignalKind::Rejected,
+        SignalKind::Expired,
+        SignalKind::LateArrival,
+        SignalKind::Cancel,
+    ];
+
+    /// The stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalKind::HandoffIssued => "handoff_issued",
+            SignalKind::CreateFailed => "create_failed",
+            SignalKind::PayerConfirmed => "payer_confirmed",
+            SignalKind::Approved => "approved",
+            SignalKind::Rejected => "rejected",
+            SignalKind::Expired => "expired",
+            SignalKind::LateArrival => "late_arrival",
+            SignalKind::Cancel => "cancel",
+        }
+    }
+}
+
+impl fmt::Display for SignalKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A fact about an intent, with the data it brings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "signal", rename_all = "snake_case")]
+pub enum Signal {
+    /// The provider accepted the create.
+    HandoffIssued {
+        /// What the payer is handed.
+        handoff: PayerHandoff,
+        /// When the hand-off stops working.
+        expires_at: Option<Timestamp>,
+    },
+    /// The provider refused the create for good.
+    CreateFailed {
+        /// The provider's stable error code (e.g. `amount_below_min`).
+        code: String,
+        /// The provider's message.
+        message: String,
+    },
+    /// The payer says they paid.
+    PayerConfirmed,
+    /// The provider approved.
+    Approved {
+        /// What the provider approved: credit this amount.
+        amount: MinorUnits,
+        /// For verifications, the account the payer proved.
+        payer: Option<VerifiedPayer>,
+    },
+    /// The provider rejected.
+    Rejected {
+        /// The provider's reason, if it gave one.
+        reason: Option<String>,
+    },
+    /// The hand-off expired unpaid.
+    Expired,
+    /// Funds arrived after expiry.
+    LateArrival,
+    /// The caller cancels.
+    Cancel {
+        /// The caller's reason.
+        reason: Option<String>,
+    },
+}
+
+impl Signal {
+    /// The table column for this signal.
+    pub fn kind(&self) -> SignalKind {
+        match self {
+            Signal::HandoffIssued { .. } => SignalKind::HandoffIssued,
+            Signal::CreateFailed { .. } => SignalKind::CreateFailed,
+            Signal::PayerConfirmed => SignalKind::PayerConfirmed,
+            Signal::Approved { .. } => SignalKind::Approved,
+            Signal::Rejected { .. } => SignalKind::Rejected,
+            Signal::Expired => SignalKind::Expired,
+            Signal::LateArrival => SignalKind::LateArrival,
+            Signal::Cancel { .. } => SignalKind::Cancel,
+        }
+    }
+}
+
+/// Where a signal came from; recorded in history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// A call of ours: create, cancel.
+    Api,
+    /// A verified provider webhook.
+    Webhook,
+    /// A provider callback (Decentro), confirmed as configured.
+    Callback,
+    /// A status look-up: reconciliation, recovery or an on-demand refresh.
+    StatusPoll,
+    /// Our own expiry timer.
+    Timer,
+}
+
+impl Cause {
+    /// The stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Api => "api",
+            Cause::Webhook => "webhook",
+            Cause::Callback => "callback",
+            Cause::StatusPoll => "status_poll",
+            Cause::Timer => "timer",
+        }
+    }
+}
+
+impl FromStr for Cause {
+    type Err = CoreError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Cause::Api,
+            Cause::Webhook,
+            Cause::Callback,
+            Cause::StatusPoll,
+            Cause::Timer,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+        .ok_or_else(|| CoreError::invalid("cause", format!("unknown cause {s:?}")))
+    }
+}
+
+/// A signal on its way to an intent, with where it came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntentEvent {
+    /// The fact.
+    pub signal: Signal,
+    /// Its source.
+    pub cause: Cause,
+    /// The provider's event id (Pientegra `eventId`), the dedup key for deliveries.
+    pub provider_event_id: Option<String>,
+    /// The provider references the signal carries, merged into the intent when applied.
+    pub provider_ref: Option<ProviderRef>,
+}
+
+impl IntentEvent {
+    /// An event with no provider event id or references.
+    pub fn new(signal: Signal, cause: Cause) -> Self {
+        IntentEvent {
+            signal,
+            cause,
+            provider_event_id: None,
+            provider_ref: None,
+        }
+    }
+
+    /// With the provider's event id.
+    pub fn with_event_id(mut self, id: impl Into<String>) -> Self {
+        self.provider_event_id = Some(id.into());
+        self
+    }
+
+    /// With the provider's references.
+    pub fn with_provider_ref(mut self, r: ProviderRef) -> Self {
+        self.provider_ref = Some(r);
+        self
+    }
+}
+
+/// One cell of the transition table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// Move to this status.
+    To(IntentStatus),
+    /// Already there: no-op.
+    Duplicate,
+    /// Already past it: no-op.
+    Stale,
+    /// Contradicts a final outcome: record, never apply.
+    Anomaly,
+    /// A command this status does not allow.
+    Refuse,
+}
+
+/// The transition table: the one place that says what a signal does to a status. The crate
+/// docs show it as a table, and a test keeps the two identical.
+pub const fn rule(from: IntentStatus, signal: SignalKind) -> Rule {
+    use IntentStatus as S;
+    use Rule::*;
+    use SignalKind as K;
+    match (from, signal) {
+        // A failed create is final; every provider fact about it contradicts that.
+        (S::Failed, K::CreateFailed) => Duplicate,
+        (S::Failed, K::Cancel) => Refuse,
+        (S::Failed, _) => Anomaly,
+        // A definitive create failure after the provider accepted the intent is contradictory.
+        (S::Created, K::CreateFailed) => To(S::Failed),
+        (_, K::CreateFailed) => Anomaly,
+
+        // The provider is authoritative: from Created, any provider status applies.
+        (S::Created, K::HandoffIssued) => To(S::Pending),
+        (S::Pending, K::HandoffIssued) => Duplicate,
+        (_, K::HandoffIssued) => Stale,
+
+        (S::Created | S::Pending, K::PayerConfirmed) => To(S::PayerConfirmed),
+        (S::PayerConfirmed, K::PayerConfirmed) => Duplicate,
+        (_, K::PayerConfirmed) => Stale,
+
+        (S::Created | S::Pending | S::PayerConfirmed, K::Expired) => To(S::Expired),
+        (S::Expired, K::Expired) => Duplicate,
+        (_, K::Expired) => Stale,
+
+        (S::Created | S::Pending, K::Cancel) => To(S::Canceled),
+        (S::Canceled, K::Cancel) => Duplicate,
+        (_, K::Cancel) => Refuse,
+
+        (S::Approved | S::Rejected, K::LateArrival) => Stale,
+        (S::LateArrival, K::LateArrival) => Duplicate,
+        (_, K::LateArrival) => To(S::LateArrival),
+
+        (S::Approved, K::Approved) => Duplicate,
+        (S::Rejected, K::Approved) => Anomaly,
+        (_, K::Approved) => To(S::Approved),
+
+        (S::Rejected, K::Rejected) => Duplicate,
+        (S::Approved, K::Rejected) => Anomaly,
+        (_, K::Rejected) => To(S::Rejected),
+    }
+}
+
+/// One applied change, as written to the intent's history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    /// The status before; `None` for the creation itself.
+    pub from: Option<IntentStatus>,
+    /// The status after.
+    pub to: IntentStatus,
+    /// Where the signal came from.
+    pub cause: Cause,
+    /// When we applied it.
+    pub at: Timestamp,
+    /// The provider's event id, when the signal had one.
+    pub provider_event_id: Option<String>,
+}
+
+/// A signal that contradicted the intent and was recorded instead of applied.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anomaly {
+    /// The intent's status when the signal arrived.
+    pub status: IntentStatus,
+    /// The refused signal, with its data, for whoever investigates.
+    pub signal: Signal,
+    /// Where it came from.
+    pub cause: Cause,
+    /// The provider's event id, when it had one.
+    pub provider_event_id: Option<String>,
+    /// Why it was not applied.
+    pub detail: String,
+    /// When it arrived.
+    pub at: Timestamp,
+}
+
+impl Anomaly {
+    /// What makes this anomaly the same as an earlier one: the provider event if there is one,
+    /// else the contradicting signal and its source (so a status poll that keeps disagreeing
+    /// is recorded once, not on every sweep).
+    pub fn discriminator(&self) -> String {
+        match &self.provider_event_id {
+            Some(id) => format!("event:{id}"),
+            None => format!("{}:{}", self.signal.kind(), self.cause.as_str()),
+        }
+    }
+}
+
+/// What applying a signal to a snapshot would do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Write `next` (version incremented), its history row and outbox event.
+    Apply {
+        /// The intent after the transition.
+        next: Box<Intent>,
+        /// The history row.
+        transition: Transition,
+    },
+    /// No-op: the intent is already there.
+    Duplicate,
+    /// No-op: the intent is already past it.
+    Stale,
+    /// Record the anomaly; leave the intent as it is.
+    Anomaly(Box<Anomaly>),
+}
+
+/// Decides what `event` does to `intent`. Pure: no I/O, no clock; never panics.
+///
+/// Errors only for a refused command ([`CoreError::InvalidTransition`]); every provider fact has
+/// an answer in the table.
+pub fn plan(intent: &Intent, event: &IntentEvent, now: Timestamp) -> Result<Plan, CoreError> {
+    let from = intent.status;
+    let kind = event.signal.kind();
+    let anomaly = |detail: String| {
+        Ok(Plan::Anomaly(Box::new(Anomaly {
+            status: from,
+            signal: event.signal.clone(),
+            cause: event.cause,
+            provider_event_id: event.provider_event_id.clone(),
+            detail,
+            at: now,
+        })))
+    };
+
+    if let (Some(have), Some(got)) = (&intent.provider_ref, &event.provider_ref)
+        && (have.provider() != got.provider() || have.lookup_key() != got.lookup_key())
+    {
+        return anomaly(format!(
+            "signal carries provider reference {:?}, intent holds {:?}",
+            got.lookup_key(),
+            have.lookup_key()
+        ));
+    }
+
+    let to = match rule(from, kind) {
+        Rule::To(to) => to,
+        Rule::Stale => return Ok(Plan::Stale),
+        Rule::Duplicate => {
+            // A repeated approval must approve the same amount; a different one is contrary.
+            if let Signal::Approved { amount, .. } = &event.signal
+                && intent.approved_amount != Some(*amount)
+            {
+                return anomaly(format!(
+                    "approved again with amount {amount}, already approved {}",
+                    intent
+                        .approved_amount
+                        .map_or_else(|| "none".to_string(), |a| a.to_string())
+                ));
+            }
+            return Ok(Plan::Duplicate);
+        }
+        Rule::Anomaly => return anomaly(format!("intent is {from}; {kind} contradicts it")),
+        Rule::Refuse => {
+            return Err(CoreError::InvalidTransition {
+                id: intent.id,
+                from,
+                signal: kind,
+            });
+        }
+    };
+
+    let mut next = intent.clone();
+    next.status = to;
+    next.version += 1;
+    next.updated_at = now;
+    if next.provider_ref.is_none() {
+        next.provider_ref = event.provider_ref.clone();
+    } else if let (
+        Some(ProviderRef::Pientegra { reference_no, .. }),
+        Some(ProviderRef::Pientegra {
+            reference_no: Some(new_no),
+            ..
+        }),
+    ) = (&mut next.provider_ref, &event.provider_ref)
+    {
+        reference_no.get_or_insert_with(|| new_no.clone());
+    }
+    match &event.signal {
+        Signal::HandoffIssued {
+            handoff,
+            expires_at,
+        } => {
+            next.handoff = Some(handoff.clone());
+            next.expires_at = *expires_at;
+        }
+        Signal::CreateFailed { code, message } => next.reason = Some(format!("{code}: {message}")),
+        Signal::Approved { amount, payer } => {
+            next.approved_amount = Some(*amount);
+            if payer.is_some() {
+                next.verified_payer = payer.clone();
+            }
+        }
+        Signal::Rejected { reason } | Signal::Cancel { reason } => next.reason = reason.clone(),
+        Signal::PayerConfirmed | Signal::Expired | Signal::LateArrival => {}
+    }
+    Ok(Plan::Apply {
+        next: Box::new(next),
+        transition: Transition {
+            from: Some(from),
+            to,
+            cause: event.cause,
+            at: now,
+            provider_event_id: event.provider_event_id.clone(),
+        },
+    })
+}
+
+/// Replays a history from creation and returns the status it ends in, or `None` if a row does
+/// not follow from the one before it under the table. Used by tests and by support tooling to
+/// check an intent's audit trail.
+pub fn replay(history: &[Transition]) -> Option<IntentStatus> {
+    let mut rows = history.iter();
+    let first = rows.next()?;
+    if first.from.is_some() || first.to != IntentStatus::Created {
+        return None;
+    }
+    rows.try_fold(IntentStatus::Created, |status, t| {
+        let reachable = SignalKind::ALL
+            .into_iter()
+            .any(|k| rule(status, k) == Rule::To(t.to));
+        (t.from == Some(status) && reachable).then_some(t.to)
+    })
+}
+
+#[cfg(test)]
+mod tests;

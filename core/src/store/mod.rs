@@ -1,0 +1,133 @@
+//! Persistence. [`Store`] is what core needs from a database; [`sqlite::SqliteStore`] is the
+//! embedded default. A store holds no business rules: it writes what the [`crate::Ledger`]
+//! decided, atomically, and enforces the invariants a database can enforce better than code
+//! (unique idempotency keys, one provider intent per intent, one event per business key).
+//!
+//! A PostgreSQL store implements the same trait; every SQL dialect detail stays inside its
+//! module. The one subtle duty of any implementation is outbox order: an event with a higher
+//! `seq` must never become visible before one with a lower `seq`, or a consumer reading "after
+//! my cursor" could skip it. SQLite's single writer gives that for free; a PostgreSQL store
+//! must serialize outbox inserts (or publish seqs at commit) to keep it.
+
+pub mod sqlite;
+
+use crate::error::StoreError;
+use crate::intent::Intent;
+use crate::lifecycle::Transition;
+use crate::outbox::{NewEvent, OutboxEvent};
+use crate::types::{ConsumerName, IdempotencyKey, IntentId, Provider, Timestamp};
+
+/// A new intent with the rows that accompany its creation.
+#[derive(Debug)]
+pub struct NewIntent<'a> {
+    /// The intent, in `Created`.
+    pub intent: &'a Intent,
+    /// The caller's request fingerprint, compared on idempotent replay.
+    pub fingerprint: &'a str,
+    /// Its first history row (none → created).
+    pub transition: &'a Transition,
+    /// Its `intent.created` event.
+    pub event: &'a NewEvent,
+}
+
+/// What an insert found.
+#[derive(Debug)]
+pub enum InsertOutcome {
+    /// Inserted; the event got this sequence number.
+    Inserted {
+        /// The `intent.created` event's seq.
+        seq: u64,
+    },
+    /// An intent with the same idempotency key already exists; nothing was written.
+    Existing {
+        /// That intent.
+        intent: Box<Intent>,
+        /// Its request fingerprint.
+        fingerprint: String,
+    },
+}
+
+/// The provider delivery a commit consumes, for dedup of redeliveries.
+#[derive(Clone, Copy, Debug)]
+pub struct ProviderDelivery<'a> {
+    /// The provider.
+    pub provider: Provider,
+    /// Its event id.
+    pub event_id: &'a str,
+}
+
+/// A decided change to one intent, committed all together or not at all.
+#[derive(Debug)]
+pub struct Commit<'a> {
+    /// The intent.
+    pub intent_id: IntentId,
+    /// The version the decision was made on; the commit fails if the stored one differs.
+    pub expected_version: u64,
+    /// The new snapshot and its history row; `None` for an anomaly, which changes nothing.
+    pub update: Option<(&'a Intent, &'a Transition)>,
+    /// The outbox event.
+    pub event: &'a NewEvent,
+    /// The provider delivery, recorded so that a redelivery is recognised.
+    pub delivery: Option<ProviderDelivery<'a>>,
+    /// When it is committed.
+    pub now: Timestamp,
+}
+
+/// What a commit did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// Written; the event got this sequence number.
+    Committed {
+        /// The event's seq.
+        seq: u64,
+    },
+    /// The intent changed since it was read; nothing was written. Re-read and re-decide.
+    VersionConflict,
+    /// The provider delivery, or an identical anomaly, was recorded before; nothing was
+    /// written.
+    AlreadyRecorded,
+}
+
+/// What core needs from a database. Implementations are blocking; async callers run them on a
+/// blocking pool.
+pub trait Store: Send + Sync + 'static {
+    /// Inserts a new intent with its history row and event, unless its idempotency key exists.
+    fn insert_intent(&self, new: NewIntent<'_>) -> Result<InsertOutcome, StoreError>;
+
+    /// Commits a decided change (see [`Commit`]).
+    fn commit(&self, commit: Commit<'_>) -> Result<CommitOutcome, StoreError>;
+
+    /// One intent by our id.
+    fn get_intent(&self, id: IntentId) -> Result<Option<Intent>, StoreError>;
+
+    /// One intent by the caller's idempotency key.
+    fn get_by_idempotency_key(&self, key: &IdempotencyKey) -> Result<Option<Intent>, StoreError>;
+
+    /// One intent by the provider's id for it (Pientegra `intentId`, `decentroTxnId`).
+    fn find_by_provider_ref(
+        &self,
+        provider: Provider,
+        lookup_key: &str,
+    ) -> Result<Option<Intent>, StoreError>;
+
+    /// An intent's history, oldest first.
+    fn history(&self, id: IntentId) -> Result<Vec<Transition>, StoreError>;
+
+    /// Up to `limit` outbox events with `seq > after`, in order.
+    fn read_events(&self, after: u64, limit: usize) -> Result<Vec<OutboxEvent>, StoreError>;
+
+    /// The highest committed seq (0 when the outbox is empty).
+    fn head_seq(&self) -> Result<u64, StoreError>;
+
+    /// The seq a named consumer last acknowledged (0 if it never did).
+    fn consumer_position(&self, consumer: &ConsumerName) -> Result<u64, StoreError>;
+
+    /// Moves a consumer's position forward to `seq`; never backwards. Returns the position
+    /// after the call.
+    fn advance_consumer(
+        &self,
+        consumer: &ConsumerName,
+        seq: u64,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
+}

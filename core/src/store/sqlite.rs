@@ -1,0 +1,534 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! - Durability: `synchronous=FULL`, so a commit is on disk before we answer. A webhook we
+//!   acknowledged must never be lost to a power cut, because the provider will not send it again.
+//! - Concurrency: every write runs in `BEGIN IMMEDIATE`, which takes the file's write lock at
+//!   the start, so concurrent writers (threads here, or other processes on the same file, such
+//!   as PHP-FPM workers) queue on the busy timeout instead of failing mid-transaction. Updates
+//!   are still conditional on the version the decision was made on, which is what keeps the
+//!   ledger correct on stores without a single writer.
+//! - Reads use their own connections, so readers never wait for a writer (WAL).
+//! - Schema: versioned migrations applied on open, inside the write lock, so two processes
+//!   opening a new file at once migrate it once.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
+
+use super::{Commit, CommitOutcome, InsertOutcome, NewIntent, Store};
+use crate::error::StoreError;
+use crate::intent::Intent;
+use crate::lifecycle::{Cause, IntentStatus, Transition};
+use crate::outbox::{EventType, NewEvent, OutboxEvent};
+use crate::types::{ConsumerName, IdempotencyKey, IntentId, Provider, Timestamp};
+
+/// Schema migrations, in order. A released migration is never edited; changes come as new ones.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_init.sql"))];
+
+/// Tuning for [`SqliteStore`].
+#[derive(Clone, Debug)]
+pub struct SqliteConfig {
+    /// How long a writer waits for another writer's lock before failing with `STORE_BUSY`.
+    pub busy_timeout: Duration,
+    /// Read connections kept open beside the writer.
+    pub readers: usize,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        SqliteConfig {
+            busy_timeout: Duration::from_secs(5),
+            readers: 2,
+        }
+    }
+}
+
+/// The SQLite [`Store`].
+#[derive(Debug)]
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy,
+            Some(ErrorCode::ConstraintViolation) => StoreError::Constraint(e.to_string()),
+            _ => match e {
+                rusqlite::Error::FromSqlConversionFailure(..)
+                | rusqlite::Error::InvalidColumnType(..)
+                | rusqlite::Error::IntegralValueOutOfRange(..) => {
+                    StoreError::Corrupt(e.to_string())
+                }
+                other => StoreError::Backend(other.to_string()),
+            },
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: impl AsRef<Path>, config: SqliteConfig) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let writer = retry_while_busy(config.busy_timeout, || {
+            let conn = open_connection(&path, &config, false)?;
+            migrate(&conn)?;
+            Ok(conn)
+        })
+        .map_err(|e| match e {
+            StoreError::Backend(msg) => {
+                StoreError::Backend(format!("opening {}: {msg}", path.display()))
+            }
+            other => other,
+        })?;
+        let readers = (0..config.readers.max(1))
+            .map(|_| {
+                retry_while_busy(config.busy_timeout, || {
+                    open_connection(&path, &config, true)
+                })
+                .map(Mutex::new)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SqliteStore {
+            path,
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version the file is at.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        let conn = self.reader();
+        Ok(conn.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock left no open transaction (dropping one rolls back),
+        // so the connection is safe to keep using.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        for r in &self.readers {
+            if let Ok(guard) = r.try_lock() {
+                return guard;
+            }
+        }
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        self.readers[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Runs `f` again while it fails with `Busy`, for up to `budget`.
+///
+/// SQLite does not call the busy handler on every path: switching a new file to WAL, or
+/// reading the WAL index while another process recovers it, can answer `SQLITE_BUSY` at once.
+/// That happens when several processes (PHP-FPM workers) open a new database together.
+fn retry_while_busy<T>(
+    budget: Duration,
+    mut f: impl FnMut() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let deadline = Instant::now() + budget;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match f() {
+            Err(StoreError::Busy) if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn open_connection(
+    path: &Path,
+    config: &SqliteConfig,
+    read_only: bool,
+) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(config.busy_timeout)?;
+    if !read_only {
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Backend(format!(
+                "{} cannot use WAL journaling (got {mode}); is it on a network file system?",
+                path.display()
+            )));
+        }
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(32);
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let supported = MIGRATIONS.last().map_or(0, |m| m.0);
+    let tx = Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER PRIMARY KEY,
+             applied_at INTEGER NOT NULL
+         )",
+    )?;
+    let found: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock).unix_millis();
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![version, now],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn to_i64(v: u64) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Backend(format!("{v} exceeds SQLite's integer range")))
+}
+
+fn to_u64(v: i64) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative counter {v}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("encoding: {e}")))
+}
+
+fn decode_intent(body: &str) -> Result<Intent, StoreError> {
+    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("intent body: {e}")))
+}
+
+fn parse_col<T: FromStr>(what: &str, s: &str) -> Result<T, StoreError> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown {what} {s:?}")))
+}
+
+fn insert_history(tx: &Transaction<'_>, id: IntentId, t: &Transition) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO intent_history (intent_id, from_status, to_status, cause, at, provider_event_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        id.to_string(),
+        t.from.map(IntentStatus::as_str),
+        t.to.as_str(),
+        t.cause.as_str(),
+        t.at.unix_millis(),
+        t.provider_event_id,
+    ])?;
+    Ok(())
+}
+
+/// Inserts the event unless its business key exists; returns its seq, or `None` if it existed.
+fn insert_event(tx: &Transaction<'_>, e: &NewEvent) -> Result<Option<u64>, StoreError> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO outbox (event_id, event_type, intent_id, business_key, created_at, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (business_key) DO NOTHING",
+        )?
+        .execute(params![
+            e.event_id.hyphenated().to_string(),
+            e.event_type.as_str(),
+            e.intent_id.to_string(),
+            e.business_key,
+            e.created_at.unix_millis(),
+            encode(&e.payload)?,
+        ])?;
+    if inserted == 0 {
+        return Ok(None);
+    }
+    to_u64(tx.last_insert_rowid()).map(Some)
+}
+
+fn provider_ref_key(intent: &Intent) -> Option<&str> {
+    intent.provider_ref.as_ref().map(|r| r.lookup_key())
+}
+
+impl Store for SqliteStore {
+    fn insert_intent(&self, new: NewIntent<'_>) -> Result<InsertOutcome, StoreError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let existing = tx
+            .prepare_cached("SELECT body, fingerprint FROM intents WHERE idempotency_key = ?1")?
+            .query_row([new.intent.idempotency_key.as_str()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .optional()?;
+        if let Some((body, fingerprint)) = existing {
+            return Ok(InsertOutcome::Existing {
+                intent: Box::new(decode_intent(&body)?),
+                fingerprint,
+            });
+        }
+        let i = new.intent;
+        tx.prepare_cached(
+            "INSERT INTO intents (id, idempotency_key, fingerprint, provider, account, kind, status,
+                                  provider_ref, expires_at, created_at, updated_at, version, body)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )?
+        .execute(params![
+            i.id.to_string(),
+            i.idempotency_key.as_str(),
+            new.fingerprint,
+            i.provider.as_str(),
+            i.account.as_str(),
+            i.kind.as_str(),
+            i.status.as_str(),
+            provider_ref_key(i),
+            i.expires_at.map(Timestamp::unix_millis),
+            i.created_at.unix_millis(),
+            i.updated_at.unix_millis(),
+            to_i64(i.version)?,
+            encode(i)?,
+        ])?;
+        insert_history(&tx, i.id, new.transition)?;
+        let seq = insert_event(&tx, new.event)?.ok_or_else(|| {
+            StoreError::Constraint(format!("event {} already exists", new.event.business_key))
+        })?;
+        tx.commit()?;
+        Ok(InsertOutcome::Inserted { seq })
+    }
+
+    fn commit(&self, c: Commit<'_>) -> Result<CommitOutcome, StoreError> {
+        let mut conn = self.writer();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let id = c.intent_id.to_string();
+        if let Some(d) = c.delivery {
+            let fresh = tx
+                .prepare_cached(
+                    "INSERT INTO provider_events (provider, event_id, intent_id, received_at)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![
+                    d.provider.as_str(),
+                    d.event_id,
+                    id,
+                    c.now.unix_millis()
+                ])?;
+            if fresh == 0 {
+                return Ok(CommitOutcome::AlreadyRecorded);
+            }
+        }
+        match c.update {
+            Some((intent, transition)) => {
+                let changed = tx
+                    .prepare_cached(
+                        "UPDATE intents SET status = ?1, provider_ref = ?2, expires_at = ?3,
+                                            updated_at = ?4, version = ?5, body = ?6
+                         WHERE id = ?7 AND version = ?8",
+                    )?
+                    .execute(params![
+                        intent.status.as_str(),
+                        provider_ref_key(intent),
+                        intent.expires_at.map(Timestamp::unix_millis),
+                        intent.updated_at.unix_millis(),
+                        to_i64(intent.version)?,
+                        encode(intent)?,
+                        id,
+                        to_i64(c.expected_version)?,
+                    ])?;
+                if changed == 0 {
+                    return Ok(CommitOutcome::VersionConflict);
+                }
+                insert_history(&tx, c.intent_id, transition)?;
+            }
+            None => {
+                let version: Option<i64> = tx
+                    .prepare_cached("SELECT version FROM intents WHERE id = ?1")?
+                    .query_row([&id], |r| r.get(0))
+                    .optional()?;
+                if version != Some(to_i64(c.expected_version)?) {
+                    return Ok(CommitOutcome::VersionConflict);
+                }
+            }
+        }
+        let Some(seq) = insert_event(&tx, c.event)? else {
+            if c.update.is_none() {
+                // The same anomaly was recorded before (same business key).
+                return Ok(CommitOutcome::AlreadyRecorded);
+            }
+            // The transition table allows one entry per status; a second event of the same
+            // type for an intent means a bug, and the database refuses to let it through.
+            return Err(StoreError::Constraint(format!(
+                "refusing a second {} event for intent {}",
+                c.event.event_type, c.intent_id
+            )));
+        };
+        tx.commit()?;
+        Ok(CommitOutcome::Committed { seq })
+    }
+
+    fn get_intent(&self, id: IntentId) -> Result<Option<Intent>, StoreError> {
+        let conn = self.reader();
+        let body: Option<String> = conn
+            .prepare_cached("SELECT body FROM intents WHERE id = ?1")?
+            .query_row([id.to_string()], |r| r.get(0))
+            .optional()?;
+        body.as_deref().map(decode_intent).transpose()
+    }
+
+    fn get_by_idempotency_key(&self, key: &IdempotencyKey) -> Result<Option<Intent>, StoreError> {
+        let conn = self.reader();
+        let body: Option<String> = conn
+            .prepare_cached("SELECT body FROM intents WHERE idempotency_key = ?1")?
+            .query_row([key.as_str()], |r| r.get(0))
+            .optional()?;
+        body.as_deref().map(decode_intent).transpose()
+    }
+
+    fn find_by_provider_ref(
+        &self,
+        provider: Provider,
+        lookup_key: &str,
+    ) -> Result<Option<Intent>, StoreError> {
+        let conn = self.reader();
+        let body: Option<String> = conn
+            .prepare_cached("SELECT body FROM intents WHERE provider = ?1 AND provider_ref = ?2")?
+            .query_row([provider.as_str(), lookup_key], |r| r.get(0))
+            .optional()?;
+        body.as_deref().map(decode_intent).transpose()
+    }
+
+    fn history(&self, id: IntentId) -> Result<Vec<Transition>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT from_status, to_status, cause, at, provider_event_id
+             FROM intent_history WHERE intent_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([id.to_string()], |r| {
+            Ok((
+                r.get::<_, Option<String>>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (from, to, cause, at, provider_event_id) = row?;
+            Ok(Transition {
+                from: from
+                    .as_deref()
+                    .map(|s| parse_col::<IntentStatus>("status", s))
+                    .transpose()?,
+                to: parse_col("status", &to)?,
+                cause: parse_col::<Cause>("cause", &cause)?,
+                at: Timestamp::from_unix_millis(at),
+                provider_event_id,
+            })
+        })
+        .collect()
+    }
+
+    fn read_events(&self, after: u64, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, event_id, event_type, intent_id, business_key, created_at, payload
+             FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt.query_map(params![to_i64(after)?, limit], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (seq, event_id, event_type, intent_id, business_key, created_at, payload) = row?;
+            Ok(OutboxEvent {
+                seq: to_u64(seq)?,
+                event_id: uuid::Uuid::parse_str(&event_id)
+                    .map_err(|_| StoreError::Corrupt(format!("event id {event_id:?}")))?,
+                event_type: EventType::parse(&event_type)
+                    .ok_or_else(|| StoreError::Corrupt(format!("event type {event_type:?}")))?,
+                intent_id: parse_col("intent id", &intent_id)?,
+                business_key,
+                created_at: Timestamp::from_unix_millis(created_at),
+                payload: serde_json::from_str(&payload)
+                    .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
+            })
+        })
+        .collect()
+    }
+
+    fn head_seq(&self) -> Result<u64, StoreError> {
+        let conn = self.reader();
+        let seq: i64 = conn
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM outbox")?
+            .query_row([], |r| r.get(0))?;
+        to_u64(seq)
+    }
+
+    fn consumer_position(&self, consumer: &ConsumerName) -> Result<u64, StoreError> {
+        let conn = self.reader();
+        let seq: Option<i64> = conn
+            .prepare_cached("SELECT acked_seq FROM consumers WHERE name = ?1")?
+            .query_row([consumer.as_str()], |r| r.get(0))
+            .optional()?;
+        to_u64(seq.unwrap_or(0))
+    }
+
+    fn advance_consumer(
+        &self,
+        consumer: &ConsumerName,
+        seq: u64,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let conn = self.writer();
+        let acked: i64 = conn
+            .prepare_cached(
+                "INSERT INTO consumers (name, acked_seq, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE
+                     SET acked_seq = MAX(acked_seq, excluded.acked_seq),
+                         updated_at = excluded.updated_at
+                 RETURNING acked_seq",
+            )?
+            .query_row(
+                params![consumer.as_str(), to_i64(seq)?, now.unix_millis()],
+                |r| r.get(0),
+            )?;
+        to_u64(acked)
+    }
+}

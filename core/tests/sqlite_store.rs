@@ -1,0 +1,595 @@
+//! The ledger over the SQLite store, on real files: atomicity, idempotent create under threads
+//! and processes, dedup, anomalies, outbox cursors across reopen, and migrations.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Barrier};
+
+use intentkit_core::store::sqlite::SqliteStore;
+use intentkit_core::{
+    AccountName, ApplyOutcome, Cause, ConsumerName, CoreError, Currency, DepositRequest, EventType,
+    IdempotencyKey, Intent, IntentEvent, IntentRequest, IntentStatus, Ledger, ManualClock,
+    Metadata, MinorUnits, OutboxEvent, PartnerReference, PayerHandoff, Provider, ProviderRef,
+    Signal, SqliteConfig, StoreError, Timestamp, UserId,
+};
+use proptest::prelude::*;
+
+const T0: Timestamp = Timestamp::from_unix_millis(1_795_000_000_000);
+
+fn open(path: &Path) -> (Ledger, ManualClock) {
+    let store = SqliteStore::open(path, SqliteConfig::default()).expect("open store");
+    let clock = ManualClock::new(T0);
+    (Ledger::new(Arc::new(store), Arc::new(clock.clone())), clock)
+}
+
+fn deposit(amount: i64) -> IntentRequest {
+    IntentRequest::Deposit(DepositRequest {
+        account: AccountName::new("tr-main").unwrap(),
+        amount: MinorUnits::new(amount).unwrap(),
+        currency: Currency::TRY,
+        reference: PartnerReference::new("order-42").unwrap(),
+        user_id: UserId::new("user-12345").unwrap(),
+        user_label: None,
+        metadata: Metadata::default(),
+    })
+}
+
+fn key(k: &str) -> IdempotencyKey {
+    IdempotencyKey::new(k).unwrap()
+}
+
+fn handoff(provider_intent: &str) -> IntentEvent {
+    IntentEvent::new(
+        Signal::HandoffIssued {
+            handoff: PayerHandoff::HostedPage {
+                url: format!("https://pay.example/d/{provider_intent}"),
+            },
+            expires_at: Some(T0.plus_millis(15 * 60_000)),
+        },
+        Cause::Api,
+    )
+    .with_provider_ref(ProviderRef::Pientegra {
+        intent_id: provider_intent.into(),
+        reference_no: Some("D-2026-0000123".into()),
+    })
+}
+
+fn approved(amount: i64, event_id: &str) -> IntentEvent {
+    IntentEvent::new(
+        Signal::Approved {
+            amount: MinorUnits::new(amount).unwrap(),
+            payer: None,
+        },
+        Cause::Webhook,
+    )
+    .with_event_id(event_id)
+}
+
+fn rejected(event_id: &str) -> IntentEvent {
+    IntentEvent::new(
+        Signal::Rejected {
+            reason: Some("no transfer".into()),
+        },
+        Cause::Webhook,
+    )
+    .with_event_id(event_id)
+}
+
+fn all_events(ledger: &Ledger) -> Vec<OutboxEvent> {
+    let mut out = Vec::new();
+    loop {
+        let batch = ledger
+            .events_after(out.last().map_or(0, |e: &OutboxEvent| e.seq), 1_000)
+            .unwrap();
+        if batch.is_empty() {
+            return out;
+        }
+        out.extend(batch);
+    }
+}
+
+fn count(events: &[OutboxEvent], t: EventType) -> usize {
+    events.iter().filter(|e| e.event_type == t).count()
+}
+
+#[test]
+fn create_records_the_intent_its_history_and_an_event_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = open(&dir.path().join("k.db"));
+    let created = ledger.create(deposit(100_000), key("k-1")).unwrap();
+    assert!(!created.replayed);
+    let got = ledger.get(created.intent.id).unwrap();
+    assert_eq!(got, created.intent);
+    assert_eq!(got.status, IntentStatus::Created);
+    let history = ledger.history(got.id).unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (history[0].from, history[0].to, history[0].cause),
+        (None, IntentStatus::Created, Cause::Api)
+    );
+    let events = all_events(&ledger);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, EventType::Created);
+    assert_eq!(events[0].business_key, format!("intent.created:{}", got.id));
+    assert_eq!(events[0].payload.intent, got);
+}
+
+#[test]
+fn same_key_same_request_returns_the_original_intent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, clock) = open(&dir.path().join("k.db"));
+    let first = ledger.create(deposit(100_000), key("k-1")).unwrap();
+    clock.advance_millis(5_000);
+    let again = ledger.create(deposit(100_000), key("k-1")).unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.intent, first.intent);
+    assert_eq!(count(&all_events(&ledger), EventType::Created), 1);
+}
+
+#[test]
+fn same_key_different_request_is_an_idempotency_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = open(&dir.path().join("k.db"));
+    let first = ledger.create(deposit(100_000), key("k-1")).unwrap();
+    let err = ledger.create(deposit(100_001), key("k-1")).unwrap_err();
+    assert_eq!(err.code(), "IDEMPOTENCY_CONFLICT");
+    assert!(!err.is_retryable());
+    let CoreError::IdempotencyConflict { existing, .. } = err else {
+        panic!("wrong error {err:?}");
+    };
+    assert_eq!(existing, first.intent.id);
+}
+
+#[test]
+fn concurrent_creates_with_one_key_yield_one_intent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = open(&dir.path().join("k.db"));
+    let threads = 8;
+    let barrier = Arc::new(Barrier::new(threads));
+    let ids: Vec<_> = (0..threads)
+        .map(|_| {
+            let ledger = ledger.clone();
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                ledger.create(deposit(100_000), key("same")).unwrap()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    let distinct: HashSet<_> = ids.iter().map(|c| c.intent.id).collect();
+    assert_eq!(distinct.len(), 1);
+    assert_eq!(ids.iter().filter(|c| !c.replayed).count(), 1);
+    assert_eq!(count(&all_events(&ledger), EventType::Created), 1);
+}
+
+#[test]
+fn a_full_deposit_flow_writes_one_event_per_transition() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, clock) = open(&dir.path().join("k.db"));
+    let id = ledger
+        .create(deposit(100_000), key("k-1"))
+        .unwrap()
+        .intent
+        .id;
+    clock.advance_millis(300);
+    let applied = ledger.apply(id, handoff("p-1")).unwrap();
+    let ApplyOutcome::Applied { intent, .. } = &applied else {
+        panic!("{applied:?}");
+    };
+    assert_eq!(intent.status, IntentStatus::Pending);
+    assert_eq!(intent.version, 2);
+    assert_eq!(
+        ledger
+            .find_by_provider_ref(Provider::Pientegra, "p-1")
+            .unwrap(),
+        Some((**intent).clone())
+    );
+    clock.advance_millis(60_000);
+    let outcome = ledger.apply(id, approved(95_000, "evt-1")).unwrap();
+    assert!(matches!(outcome, ApplyOutcome::Applied { .. }));
+    let intent = ledger.get(id).unwrap();
+    assert_eq!(intent.status, IntentStatus::Approved);
+    assert_eq!(intent.approved_amount.map(MinorUnits::get), Some(95_000));
+
+    let events = all_events(&ledger);
+    let types: Vec<_> = events.iter().map(|e| e.event_type).collect();
+    assert_eq!(
+        types,
+        [EventType::Created, EventType::Pending, EventType::Approved]
+    );
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    let approval = &events[2];
+    assert_eq!(approval.business_key, format!("intent.approved:{id}"));
+    assert_eq!(
+        approval.payload.intent.approved_amount.map(MinorUnits::get),
+        Some(95_000)
+    );
+    let history = ledger.history(id).unwrap();
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[2].provider_event_id.as_deref(), Some("evt-1"));
+    assert_eq!(history[2].cause, Cause::Webhook);
+    assert_eq!(history[2].at, T0.plus_millis(60_300));
+}
+
+#[test]
+fn a_redelivered_provider_event_is_a_duplicate_even_if_its_body_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = open(&dir.path().join("k.db"));
+    let id = ledger.create(deposit(100_000), key("k")).unwrap().intent.id;
+    ledger.apply(id, handoff("p-1")).unwrap();
+    ledger
+        .apply(
+            id,
+            IntentEvent::new(Signal::PayerConfirmed, Cause::Webhook).with_event_id("evt-1"),
+        )
+        .unwrap();
+    // Same event id again, now claiming an approval: the delivery was already consumed.
+    let again = ledger.apply(id, approved(100_000, "evt-1")).unwrap();
+    assert!(matches!(again, ApplyOutcome::Duplicate { .. }), "{again:?}");
+    assert_eq!(ledger.get(id).unwrap().status, IntentStatus::PayerConfirmed);
+}
+
+#[test]
+fn a_contrary_outcome_is_recorded_once_as_an_anomaly_and_never_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = open(&dir.path().join("k.db"));
+    let id = ledger.create(deposit(100_000), key("k")).unwrap().intent.id;
+    ledger.apply(id, approved(100_000, "evt-a")).unwrap();
+    let before = ledger.get(id).unwrap();
+
+    let outcome = ledger.apply(id, rejected("evt-r")).unwrap();
+    let ApplyOutcome::Anomaly { anomaly, .. } = &outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(anomaly.status, IntentStatus::Approved);
+    assert_eq!(
+        ledger.get(id).unwrap(),
+        before,
+        "an anomaly changes nothing"
+    );
+    // The same delivery again, and the same contradiction from repeated status polls.
+    assert!(matches!(
+        ledger.apply(id, rejected("evt-r")).unwrap(),
+        ApplyOutcome::Duplicate { .. }
+    ));
+    let poll = || IntentEvent::new(Signal::Rejected { reason: None }, Cause::StatusPoll);
+    assert!(matches!(
+        ledger.apply(id, poll()).unwrap(),
+        ApplyOutcome::Anomaly { .. }
+    ));
+    assert!(matches!(
+        ledger.apply(id, poll()).unwrap(),
+        ApplyOutcome::Duplicate { .. }
+    ));
+
+    let events = all_events(&ledger);
+    assert_eq!(count(&events, EventType::Anomaly), 2);
+    assert_eq!(count(&events, EventType::Approved), 1);
+    assert_eq!(count(&events, EventType::Rejected), 0);
+    assert_eq!(ledger.history(id).unwrap().len(), 2);
+}
+
+#[test]
+fn concurrent_contradicting_deliveries_settle_once() {
+    for round in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, _) = open(&dir.path().join("k.db"));
+        let id = ledger.create(deposit(100_000), key("k")).unwrap().intent.id;
+        ledger.apply(id, handoff("p-1")).unwrap();
+        let barrier = Arc::new(Barrier::new(6));
+        let handles: Vec<_> = (0..6)
+            .map(|t| {
+                let ledger = ledger.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let ev = if t % 2 == 0 {
+                        approved(100_000, &format!("a-{round}-{t}"))
+                    } else {
+                        rejected(&format!("r-{round}-{t}"))
+                    };
+                    ledger.apply(id, ev).unwrap()
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let applied = outcomes
+            .iter()
+            .filter(|o| matches!(o, ApplyOutcome::Applied { .. }))
+            .count();
+        assert_eq!(applied, 1, "{outcomes:?}");
+        let events = all_events(&ledger);
+        let terminal = count(&events, EventType::Approved) + count(&events, EventType::Rejected);
+        assert_eq!(terminal, 1);
+    }
+}
+
+#[test]
+fn a_failed_commit_leaves_no_outbox_event_and_no_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    let (ledger, _) = open(&path);
+    let id = ledger.create(deposit(100_000), key("k")).unwrap().intent.id;
+    ledger.apply(id, handoff("p-1")).unwrap();
+    // Make the outbox insert fail: it is the last statement of the commit, after the intent
+    // update and the history row, so everything before it must roll back with it.
+    let side = rusqlite::Connection::open(&path).unwrap();
+    side.execute_batch(
+        "CREATE TRIGGER fail_approvals BEFORE INSERT ON outbox
+         WHEN NEW.event_type = 'intent.approved'
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+    )
+    .unwrap();
+    let before = ledger.get(id).unwrap();
+    let seq_before = ledger.store().head_seq().unwrap();
+
+    let err = ledger.apply(id, approved(100_000, "evt-1")).unwrap_err();
+    assert!(matches!(err, CoreError::Store(_)), "{err:?}");
+
+    assert_eq!(ledger.get(id).unwrap(), before);
+    assert_eq!(ledger.history(id).unwrap().len(), 2);
+    assert_eq!(ledger.store().head_seq().unwrap(), seq_before);
+    let delivered: i64 = side
+        .query_row("SELECT COUNT(*) FROM provider_events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(delivered, 0, "the delivery must not be marked consumed");
+
+    // Once the fault is gone, the provider's retry of the same event applies.
+    side.execute_batch("DROP TRIGGER fail_approvals").unwrap();
+    assert!(matches!(
+        ledger.apply(id, approved(100_000, "evt-1")).unwrap(),
+        ApplyOutcome::Applied { .. }
+    ));
+    assert_eq!(count(&all_events(&ledger), EventType::Approved), 1);
+}
+
+#[test]
+fn one_provider_intent_cannot_map_to_two_of_ours() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = open(&dir.path().join("k.db"));
+    let a = ledger.create(deposit(100_000), key("a")).unwrap().intent.id;
+    let b = ledger.create(deposit(100_000), key("b")).unwrap().intent.id;
+    ledger.apply(a, handoff("p-1")).unwrap();
+    let seq = ledger.store().head_seq().unwrap();
+    let err = ledger.apply(b, handoff("p-1")).unwrap_err();
+    assert!(
+        matches!(err, CoreError::Store(StoreError::Constraint(_))),
+        "{err:?}"
+    );
+    assert_eq!(ledger.get(b).unwrap().status, IntentStatus::Created);
+    assert_eq!(ledger.store().head_seq().unwrap(), seq);
+}
+
+#[test]
+fn a_named_consumer_resumes_where_it_acked_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    let consumer = ConsumerName::new("ledger-sync").unwrap();
+    let acked = {
+        let (ledger, _) = open(&path);
+        for n in 0..5 {
+            let id = ledger
+                .create(deposit(100_000 + n), key(&format!("k-{n}")))
+                .unwrap()
+                .intent
+                .id;
+            ledger.apply(id, handoff(&format!("p-{n}"))).unwrap();
+        }
+        let first = ledger.poll(&consumer, 4).unwrap();
+        assert_eq!(first.len(), 4);
+        let acked = first[3].seq;
+        assert_eq!(ledger.ack(&consumer, acked).unwrap(), acked);
+        // Acknowledging an earlier event again never moves the position back.
+        assert_eq!(ledger.ack(&consumer, first[0].seq).unwrap(), acked);
+        acked
+    };
+    let (ledger, _) = open(&path);
+    assert_eq!(ledger.position(&consumer).unwrap(), acked);
+    let rest = ledger.poll(&consumer, 100).unwrap();
+    assert_eq!(rest.len(), 6);
+    assert_eq!(rest[0].seq, acked + 1);
+    let other = ConsumerName::new("analytics").unwrap();
+    assert_eq!(ledger.poll(&other, 100).unwrap().len(), 10);
+}
+
+#[test]
+fn acking_past_the_newest_event_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = open(&dir.path().join("k.db"));
+    ledger.create(deposit(100_000), key("k")).unwrap();
+    let consumer = ConsumerName::new("c").unwrap();
+    let err = ledger.ack(&consumer, 2).unwrap_err();
+    assert_eq!(err.code(), "INVALID_ARGUMENT");
+    assert_eq!(ledger.position(&consumer).unwrap(), 0);
+}
+
+#[test]
+fn cancel_after_payment_is_refused_with_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = open(&dir.path().join("k.db"));
+    let id = ledger.create(deposit(100_000), key("k")).unwrap().intent.id;
+    ledger.apply(id, approved(100_000, "evt-1")).unwrap();
+    let err = ledger
+        .apply(
+            id,
+            IntentEvent::new(Signal::Cancel { reason: None }, Cause::Api),
+        )
+        .unwrap_err();
+    assert_eq!(err.code(), "INVALID_TRANSITION");
+    let missing = intentkit_core::IntentId::generate();
+    assert_eq!(ledger.get(missing).unwrap_err().code(), "INTENT_NOT_FOUND");
+}
+
+#[test]
+fn migrations_apply_once_and_a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    {
+        let store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 1);
+    }
+    {
+        let store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 1);
+    }
+    let side = rusqlite::Connection::open(&path).unwrap();
+    side.execute(
+        "INSERT INTO schema_migrations (version, applied_at) VALUES (99, 0)",
+        [],
+    )
+    .unwrap();
+    let err = SqliteStore::open(&path, SqliteConfig::default()).unwrap_err();
+    assert_eq!(err.code(), "SCHEMA_TOO_NEW");
+    assert!(err.to_string().contains("99"), "{err}");
+}
+
+#[test]
+fn the_database_runs_in_wal_mode_with_full_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    let _store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
+    let side = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = side
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+/// Entry point for the child processes of the next test. It does nothing unless the parent
+/// set `INTENTKIT_CHILD_DB`; it is `#[ignore]`d so that a plain `cargo test` skips it.
+#[test]
+#[ignore = "child-process entry point for two_processes_share_one_database_file"]
+fn child_worker() {
+    let Ok(db) = std::env::var("INTENTKIT_CHILD_DB") else {
+        return;
+    };
+    let worker: usize = std::env::var("INTENTKIT_CHILD_ID")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (ledger, _) = open(Path::new(&db));
+    for n in 0..20 {
+        // Both processes race to create the same 20 intents, then to settle each one with
+        // contradicting outcomes.
+        let created = ledger
+            .create(deposit(100_000 + n), key(&format!("shared-{n}")))
+            .unwrap();
+        let id = created.intent.id;
+        let ev = if worker == 0 {
+            approved(100_000 + n, &format!("w{worker}-{n}"))
+        } else {
+            rejected(&format!("w{worker}-{n}"))
+        };
+        ledger.apply(id, ev).unwrap();
+    }
+}
+
+#[test]
+fn two_processes_share_one_database_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|worker| {
+            Command::new(&exe)
+                .args(["--exact", "child_worker", "--ignored", "--quiet"])
+                .env("INTENTKIT_CHILD_DB", &path)
+                .env("INTENTKIT_CHILD_ID", worker.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        // The children's own test-harness lines stay out of this run's output unless one fails.
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a child process failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (ledger, _) = open(&path);
+    let events = all_events(&ledger);
+    assert_eq!(count(&events, EventType::Created), 20);
+    let mut terminal: BTreeMap<_, usize> = BTreeMap::new();
+    for e in &events {
+        if matches!(e.event_type, EventType::Approved | EventType::Rejected) {
+            *terminal.entry(e.intent_id).or_default() += 1;
+        }
+    }
+    assert_eq!(terminal.len(), 20);
+    assert!(terminal.values().all(|n| *n == 1), "{terminal:?}");
+    let seqs: Vec<_> = events.iter().map(|e| e.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+}
+
+fn any_signal(event_pool: u8) -> impl Strategy<Value = IntentEvent> {
+    (0u8..8, prop::option::of(0..event_pool), prop::bool::ANY).prop_map(|(k, n, lower)| {
+        let amount = if lower { 95_000 } else { 100_000 };
+        let mut ev = match k {
+            0 => handoff("p-prop"),
+            1 => IntentEvent::new(Signal::PayerConfirmed, Cause::Webhook),
+            2 | 3 => approved(amount, "unused"),
+            4 => rejected("unused"),
+            5 => IntentEvent::new(Signal::Expired, Cause::Timer),
+            6 => IntentEvent::new(Signal::LateArrival, Cause::Webhook),
+            _ => IntentEvent::new(Signal::Cancel { reason: None }, Cause::Api),
+        };
+        ev.provider_event_id = n.map(|n| format!("evt-{n}"));
+        ev
+    })
+}
+
+fn assert_outbox_invariants(ledger: &Ledger, intent: &Intent) -> Result<(), TestCaseError> {
+    let events = all_events(ledger);
+    prop_assert!(count(&events, EventType::Approved) <= 1);
+    let history = ledger.history(intent.id).unwrap();
+    prop_assert_eq!(
+        intentkit_core::lifecycle::replay(&history),
+        Some(intent.status)
+    );
+    let status_events = events
+        .iter()
+        .filter(|e| e.event_type != EventType::Anomaly)
+        .count();
+    prop_assert_eq!(status_events, history.len(), "one event per history row");
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Random deliveries, with redelivered event ids and contradictions, through the real
+    /// store: a final status is never left, at most one `intent.approved` is written, every
+    /// history row has its event, and the history replays to the stored status.
+    #[test]
+    fn random_deliveries_through_sqlite_keep_the_invariants(
+        events in prop::collection::vec(any_signal(5), 1..25)
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (ledger, clock) = open(&dir.path().join("p.db"));
+        let id = ledger.create(deposit(100_000), key("prop")).unwrap().intent.id;
+        let mut final_status: Option<IntentStatus> = None;
+        for ev in events {
+            clock.advance_millis(1_000);
+            match ledger.apply(id, ev) {
+                Ok(_) => {}
+                Err(e) => prop_assert_eq!(e.code(), "INVALID_TRANSITION"),
+            }
+            let now = ledger.get(id).unwrap().status;
+            if let Some(f) = final_status {
+                prop_assert_eq!(now, f, "left a final status");
+            } else if now.is_final() {
+                final_status = Some(now);
+            }
+        }
+        assert_outbox_invariants(&ledger, &ledger.get(id).unwrap())?;
+    }
+}
