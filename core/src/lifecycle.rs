@@ -1,6 +1,7 @@
 #![doc = include_str!("../docs/lifecycle.md")]
 //!
-//! [`plan`] is pure: it reads an intent snapshot and a signal and says what to write. The
+//! [`plan`] is pure: it reads an intent snapshot and a signal and says what to write
+//! ([`apply`] does the same to an intent held in memory). The
 //! [`crate::Ledger`] commits the plan through a [`crate::Store`] under an optimistic version
 //! check, so the same decision holds whether one thread, many threads or several processes
 //! deliver the signal.
@@ -412,52 +413,57 @@ pub enum Plan {
     Anomaly(Box<Anomaly>),
 }
 
-/// Decides what `event` does to `intent`. Pure: no I/O, no clock; never panics.
-///
-/// Errors only for a refused command ([`CoreError::InvalidTransition`]); every provider fact has
-/// an answer in the table.
-pub fn plan(intent: &Intent, event: &IntentEvent, now: Timestamp) -> Result<Plan, CoreError> {
+/// The outcome of [`apply`] on an intent held in memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The intent moved; this is its history row.
+    Applied(Transition),
+    /// No-op: the intent is already there.
+    Duplicate,
+    /// No-op: the intent is already past it.
+    Stale,
+    /// Not applied; the intent is unchanged.
+    Anomaly(Box<Anomaly>),
+}
+
+/// The decision for one signal, before anything is written.
+enum Decision {
+    To(IntentStatus),
+    Duplicate,
+    Stale,
+    Anomaly(String),
+}
+
+/// Decides what `event` does to `intent`: the table, plus the two checks that need the
+/// signal's data (a repeated approval's amount, and the provider reference).
+fn decide(intent: &Intent, event: &IntentEvent) -> Result<Decision, CoreError> {
     let from = intent.status;
     let kind = event.signal.kind();
-    let anomaly = |detail: String| {
-        Ok(Plan::Anomaly(Box::new(Anomaly {
-            status: from,
-            signal: event.signal.clone(),
-            cause: event.cause,
-            provider_event_id: event.provider_event_id.clone(),
-            detail,
-            at: now,
-        })))
-    };
-
     if let (Some(have), Some(got)) = (&intent.provider_ref, &event.provider_ref)
         && (have.provider() != got.provider() || have.lookup_key() != got.lookup_key())
     {
-        return anomaly(format!(
+        return Ok(Decision::Anomaly(format!(
             "signal carries provider reference {:?}, intent holds {:?}",
             got.lookup_key(),
             have.lookup_key()
-        ));
+        )));
     }
-
-    let to = match rule(from, kind) {
-        Rule::To(to) => to,
-        Rule::Stale => return Ok(Plan::Stale),
-        Rule::Duplicate => {
+    Ok(match rule(from, kind) {
+        Rule::To(to) => Decision::To(to),
+        Rule::Stale => Decision::Stale,
+        Rule::Duplicate => match &event.signal {
             // A repeated approval must approve the same amount; a different one is contrary.
-            if let Signal::Approved { amount, .. } = &event.signal
-                && intent.approved_amount != Some(*amount)
-            {
-                return anomaly(format!(
+            Signal::Approved { amount, .. } if intent.approved_amount != Some(*amount) => {
+                Decision::Anomaly(format!(
                     "approved again with amount {amount}, already approved {}",
                     intent
                         .approved_amount
                         .map_or_else(|| "none".to_string(), |a| a.to_string())
-                ));
+                ))
             }
-            return Ok(Plan::Duplicate);
-        }
-        Rule::Anomaly => return anomaly(format!("intent is {from}; {kind} contradicts it")),
+            _ => Decision::Duplicate,
+        },
+        Rule::Anomaly => Decision::Anomaly(format!("intent is {from}; {kind} contradicts it")),
         Rule::Refuse => {
             return Err(CoreError::InvalidTransition {
                 id: intent.id,
@@ -465,51 +471,98 @@ pub fn plan(intent: &Intent, event: &IntentEvent, now: Timestamp) -> Result<Plan
                 signal: kind,
             });
         }
-    };
+    })
+}
 
-    let mut next = intent.clone();
-    next.status = to;
-    next.version += 1;
-    next.updated_at = now;
-    if next.provider_ref.is_none() {
-        next.provider_ref = event.provider_ref.clone();
-    } else if let (
-        Some(ProviderRef::Pientegra { reference_no, .. }),
-        Some(ProviderRef::Pientegra {
-            reference_no: Some(new_no),
-            ..
-        }),
-    ) = (&mut next.provider_ref, &event.provider_ref)
-    {
-        reference_no.get_or_insert_with(|| new_no.clone());
+/// Moves `intent` to `to`, taking the signal's data, and returns the history row.
+fn advance(
+    intent: &mut Intent,
+    to: IntentStatus,
+    event: &IntentEvent,
+    now: Timestamp,
+) -> Transition {
+    let from = intent.status;
+    intent.status = to;
+    intent.version += 1;
+    intent.updated_at = now;
+    match (&mut intent.provider_ref, &event.provider_ref) {
+        (None, Some(got)) => intent.provider_ref = Some(got.clone()),
+        (
+            Some(ProviderRef::Pientegra { reference_no, .. }),
+            Some(ProviderRef::Pientegra {
+                reference_no: Some(new_no),
+                ..
+            }),
+        ) if reference_no.is_none() => *reference_no = Some(new_no.clone()),
+        _ => {}
     }
     match &event.signal {
         Signal::HandoffIssued {
             handoff,
             expires_at,
         } => {
-            next.handoff = Some(handoff.clone());
-            next.expires_at = *expires_at;
+            intent.handoff = Some(handoff.clone());
+            intent.expires_at = *expires_at;
         }
-        Signal::CreateFailed { code, message } => next.reason = Some(format!("{code}: {message}")),
+        Signal::CreateFailed { code, message } => {
+            intent.reason = Some(format!("{code}: {message}"));
+        }
         Signal::Approved { amount, payer } => {
-            next.approved_amount = Some(*amount);
+            intent.approved_amount = Some(*amount);
             if payer.is_some() {
-                next.verified_payer = payer.clone();
+                intent.verified_payer = payer.clone();
             }
         }
-        Signal::Rejected { reason } | Signal::Cancel { reason } => next.reason = reason.clone(),
+        Signal::Rejected { reason } | Signal::Cancel { reason } => {
+            intent.reason = reason.clone();
+        }
         Signal::PayerConfirmed | Signal::Expired | Signal::LateArrival => {}
     }
-    Ok(Plan::Apply {
-        next: Box::new(next),
-        transition: Transition {
-            from: Some(from),
-            to,
-            cause: event.cause,
-            at: now,
-            provider_event_id: event.provider_event_id.clone(),
-        },
+    Transition {
+        from: Some(from),
+        to,
+        cause: event.cause,
+        at: now,
+        provider_event_id: event.provider_event_id.clone(),
+    }
+}
+
+fn anomaly(intent: &Intent, event: &IntentEvent, detail: String, now: Timestamp) -> Box<Anomaly> {
+    Box::new(Anomaly {
+        status: intent.status,
+        signal: event.signal.clone(),
+        cause: event.cause,
+        provider_event_id: event.provider_event_id.clone(),
+        detail,
+        at: now,
+    })
+}
+
+/// Applies `event` to an intent held in memory. Pure: no I/O, no clock; never panics.
+///
+/// Errors only for a refused command ([`CoreError::InvalidTransition`]); every provider fact
+/// has an answer in the table.
+pub fn apply(intent: &mut Intent, event: &IntentEvent, now: Timestamp) -> Result<Step, CoreError> {
+    Ok(match decide(intent, event)? {
+        Decision::To(to) => Step::Applied(advance(intent, to, event, now)),
+        Decision::Duplicate => Step::Duplicate,
+        Decision::Stale => Step::Stale,
+        Decision::Anomaly(detail) => Step::Anomaly(anomaly(intent, event, detail, now)),
+    })
+}
+
+/// Decides what `event` does to a stored snapshot, leaving the snapshot as it is: the
+/// [`crate::Ledger`] commits the plan under a version check. Same rules as [`apply`].
+pub fn plan(intent: &Intent, event: &IntentEvent, now: Timestamp) -> Result<Plan, CoreError> {
+    Ok(match decide(intent, event)? {
+        Decision::To(to) => {
+            let mut next = Box::new(intent.clone());
+            let transition = advance(&mut next, to, event, now);
+            Plan::Apply { next, transition }
+        }
+        Decision::Duplicate => Plan::Duplicate,
+        Decision::Stale => Plan::Stale,
+        Decision::Anomaly(detail) => Plan::Anomaly(anomaly(intent, event, detail, now)),
     })
 }
 

@@ -127,6 +127,21 @@ fn every_status_signal_pair_plans_as_its_rule_says() {
         for kind in SignalKind::ALL {
             let intent = intent_in(status);
             let result = plan(&intent, &event(kind), NOW);
+            // The in-memory path must agree with the planner on every cell.
+            let mut in_memory = intent.clone();
+            match (apply(&mut in_memory, &event(kind), NOW), &result) {
+                (Ok(Step::Applied(t)), Ok(Plan::Apply { next, transition })) => {
+                    assert_eq!((&in_memory, &t), (&**next, transition));
+                }
+                (Ok(Step::Duplicate), Ok(Plan::Duplicate))
+                | (Ok(Step::Stale), Ok(Plan::Stale))
+                | (Err(_), Err(_)) => assert_eq!(in_memory, intent),
+                (Ok(Step::Anomaly(a)), Ok(Plan::Anomaly(b))) => {
+                    assert_eq!(a, *b);
+                    assert_eq!(in_memory, intent);
+                }
+                (a, b) => panic!("({status}, {kind}): apply gave {a:?}, plan gave {b:?}"),
+            }
             match (rule(status, kind), result) {
                 (Rule::To(to), Ok(Plan::Apply { next, transition })) => {
                     assert_eq!(next.status, to);
