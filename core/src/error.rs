@@ -139,3 +139,65 @@ impl StoreError {
         matches!(self, StoreError::Busy | StoreError::Backend(_))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::IdempotencyKey;
+
+    fn every_error() -> Vec<CoreError> {
+        let id = IntentId::generate();
+        vec![
+            CoreError::invalid("amount", "must be positive"),
+            CoreError::IdempotencyConflict {
+                key: IdempotencyKey::new("k").unwrap(),
+                existing: id,
+            },
+            CoreError::IntentNotFound(id),
+            CoreError::InvalidTransition {
+                id,
+                from: IntentStatus::Approved,
+                signal: SignalKind::Cancel,
+            },
+            CoreError::Contention(id),
+            StoreError::Busy.into(),
+            StoreError::SchemaTooNew {
+                found: 2,
+                supported: 1,
+            }
+            .into(),
+            StoreError::Corrupt("x".into()).into(),
+            StoreError::Constraint("x".into()).into(),
+            StoreError::Backend("x".into()).into(),
+        ]
+    }
+
+    #[test]
+    fn every_code_is_documented_with_its_retry_advice() {
+        let doc = include_str!("../../docs/errors.md");
+        for e in every_error() {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", e.code())))
+                .unwrap_or_else(|| panic!("{} missing from docs/errors.md", e.code()));
+            let advice = if e.is_retryable() {
+                "| yes |"
+            } else {
+                "| no |"
+            };
+            assert!(row.ends_with(advice), "{}: docs say otherwise", e.code());
+        }
+    }
+
+    #[test]
+    fn codes_are_distinct_and_upper_snake_case() {
+        let codes: Vec<_> = every_error().iter().map(CoreError::code).collect();
+        let unique: std::collections::HashSet<_> = codes.iter().collect();
+        assert_eq!(unique.len(), codes.len());
+        assert!(
+            codes
+                .iter()
+                .all(|c| c.chars().all(|ch| ch.is_ascii_uppercase() || ch == '_'))
+        );
+    }
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Every test intentkit has, from a fresh machine: installs what the suites need, then runs them.
+# This is the README's test command, and .ci/run calls it after formatting and lints.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "missing $1: $2" >&2; exit 1; }; }
+need cargo "install Rust (rustup) first"
+
+# Rust: unit, property, store and doc tests of every crate; examples are compiled.
+cargo test --workspace --locked
+
+# The main job, twice on one database file: the second run must replay every create, apply
+# nothing new, and find the outbox fully acknowledged (exactly once across processes).
+db_dir=$(mktemp -d)
+trap 'rm -rf "$db_dir"' EXIT
+cargo run -q --locked -p intentkit-core --example walkthrough -- "$db_dir/walkthrough.db" >"$db_dir/first.txt"
+cargo run -q --locked -p intentkit-core --example walkthrough -- "$db_dir/walkthrough.db" >"$db_dir/second.txt"
+grep -q "intent.approved" "$db_dir/first.txt"
+grep -q "replayed" "$db_dir/second.txt"
+grep -q "nothing new" "$db_dir/second.txt"
+if grep -q "applied:" "$db_dir/second.txt"; then
+  echo "walkthrough: the second run applied a signal again" >&2
+  cat "$db_dir/second.txt" >&2
+  exit 1
+fi
+echo "walkthrough: 1 passed, 0 failed"
