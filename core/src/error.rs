@@ -55,6 +55,10 @@ pub enum CoreError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+
+    /// A bug in intentkit, not in the caller's input; the message says where.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl CoreError {
@@ -75,6 +79,7 @@ impl CoreError {
             CoreError::InvalidTransition { .. } => "INVALID_TRANSITION",
             CoreError::Contention(_) => "CONCURRENT_UPDATE",
             CoreError::Store(e) => e.code(),
+            CoreError::Internal(_) => "INTERNAL",
         }
     }
 
@@ -169,6 +174,7 @@ mod tests {
             StoreError::Corrupt("x".into()).into(),
             StoreError::Constraint("x".into()).into(),
             StoreError::Backend("x".into()).into(),
+            CoreError::Internal("x".into()),
         ]
     }
 

@@ -148,10 +148,12 @@ impl IntentRequest {
     /// A canonical fingerprint of the parameters: SHA-256 over the request's JSON, whose field
     /// order is fixed by the struct and whose metadata is sorted. Optional fields are omitted
     /// when unset, so that adding a field later does not change existing fingerprints.
-    pub fn fingerprint(&self) -> String {
-        // Serializing these types cannot fail: no maps with non-string keys, no custom errors.
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
-        hex::encode(Sha256::digest(&bytes))
+    pub fn fingerprint(&self) -> Result<String, CoreError> {
+        // These types always serialize; an error here is a bug, and must not collapse distinct
+        // requests onto one fingerprint.
+        let bytes = serde_json::to_vec(self)
+            .map_err(|e| CoreError::Internal(format!("fingerprinting a request: {e}")))?;
+        Ok(hex::encode(Sha256::digest(&bytes)))
     }
 }
 
@@ -390,13 +392,22 @@ mod tests {
     #[test]
     fn fingerprint_is_stable_and_sensitive_to_every_parameter() {
         let a = deposit_request(100_000);
-        assert_eq!(a.fingerprint(), deposit_request(100_000).fingerprint());
-        assert_ne!(a.fingerprint(), deposit_request(100_001).fingerprint());
+        assert_eq!(
+            a.fingerprint().unwrap(),
+            deposit_request(100_000).fingerprint().unwrap()
+        );
+        assert_ne!(
+            a.fingerprint().unwrap(),
+            deposit_request(100_001).fingerprint().unwrap()
+        );
         let IntentRequest::Deposit(mut d) = a.clone() else {
             unreachable!()
         };
         d.metadata = Metadata::new([("cart".to_string(), "7".to_string())].into()).unwrap();
-        assert_ne!(a.fingerprint(), IntentRequest::Deposit(d).fingerprint());
+        assert_ne!(
+            a.fingerprint().unwrap(),
+            IntentRequest::Deposit(d).fingerprint().unwrap()
+        );
     }
 
     #[test]
@@ -412,7 +423,7 @@ mod tests {
                 unreachable!()
             };
             d.metadata = Metadata::new(m).unwrap();
-            IntentRequest::Deposit(d).fingerprint()
+            IntentRequest::Deposit(d).fingerprint().unwrap()
         };
         assert_eq!(with(m1), with(m2));
     }

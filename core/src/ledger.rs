@@ -113,7 +113,7 @@ impl Ledger {
         request: IntentRequest,
         key: IdempotencyKey,
     ) -> Result<Created, CoreError> {
-        let fingerprint = request.fingerprint();
+        let fingerprint = request.fingerprint()?;
         let intent = Intent::new(request, key, self.clock.now())?;
         let transition = Transition {
             from: None,
