@@ -25,6 +25,7 @@ pub mod intent;
 pub mod ledger;
 pub mod lifecycle;
 pub mod outbox;
+pub mod provider;
 pub mod store;
 pub mod types;
 

@@ -1,0 +1,454 @@
+//! Provider accounts: base URL, credentials, webhook secrets and timeouts, for several accounts
+//! per provider, from a TOML file with environment overrides for every secret.
+//!
+//! ```toml
+//! [pientegra.tr-main]
+//! base_url = "https://api.pientegra.example/api/v1"
+//! api_key = "..."                 # or INTENTKIT_PIENTEGRA_TR_MAIN_API_KEY
+//! webhook_secret = "whsec_..."    # or INTENTKIT_PIENTEGRA_TR_MAIN_WEBHOOK_SECRET
+//! previous_webhook_secret = "whsec_..."   # optional, during a rotation
+//!
+//! [decentro.in-main]
+//! base_url = "https://in.staging.decentro.tech"
+//! client_id = "..."               # each also INTENTKIT_DECENTRO_IN_MAIN_<FIELD>
+//! client_secret = "..."
+//! module_secret = "..."
+//! provider_secret = "..."
+//! confirm_callbacks = true        # confirm each callback with the status API (default)
+//! ```
+//!
+//! The environment wins over the file, so secrets can stay out of it. A TOML error reports a
+//! line and column, never the line's text, which may hold a secret.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::Secret;
+use super::pientegra::WebhookSecrets;
+use crate::types::{AccountName, Provider};
+
+/// Timeouts and retries of one account's HTTP client.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// TCP + TLS connect timeout.
+    pub connect_timeout_ms: u64,
+    /// Whole-request timeout, per attempt.
+    pub request_timeout_ms: u64,
+    /// Retries after the first attempt, where a retry is safe.
+    pub max_retries: u32,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            connect_timeout_ms: 2_000,
+            request_timeout_ms: 10_000,
+            max_retries: 4,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// Connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// Per-attempt timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// One Pientegra account.
+#[derive(Clone, Debug)]
+pub struct PientegraAccount {
+    /// The account's name in intentkit.
+    pub name: AccountName,
+    /// e.g. `https://api.pientegra.example/api/v1`.
+    pub base_url: String,
+    /// Bearer API key.
+    pub api_key: Secret,
+    /// Webhook signing secrets.
+    pub webhook: WebhookSecrets,
+    /// HTTP client settings.
+    pub http: HttpSettings,
+}
+
+/// One Decentro account.
+#[derive(Clone, Debug)]
+pub struct DecentroAccount {
+    /// The account's name in intentkit.
+    pub name: AccountName,
+    /// e.g. `https://in.staging.decentro.tech`.
+    pub base_url: String,
+    /// `client_id` header.
+    pub client_id: Secret,
+    /// `client_secret` header.
+    pub client_secret: Secret,
+    /// `module_secret` header.
+    pub module_secret: Secret,
+    /// `provider_secret` header.
+    pub provider_secret: Secret,
+    /// Confirm every callback with the status API before it settles an intent.
+    pub confirm_callbacks: bool,
+    /// HTTP client settings.
+    pub http: HttpSettings,
+}
+
+/// Every configured provider account.
+#[derive(Clone, Debug, Default)]
+pub struct ProvidersConfig {
+    /// Pientegra accounts by name.
+    pub pientegra: BTreeMap<AccountName, PientegraAccount>,
+    /// Decentro accounts by name.
+    pub decentro: BTreeMap<AccountName, DecentroAccount>,
+}
+
+/// Why the provider configuration could not be loaded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// The TOML is invalid (the offending text is not repeated: it may be a secret).
+    #[error("invalid provider config at line {line}, column {column}: {reason}")]
+    Parse {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the parser expected.
+        reason: String,
+    },
+    /// An account name is not valid.
+    #[error("invalid account name {0:?}: use 1 to 64 of A-Z a-z 0-9 _ - .")]
+    AccountName(String),
+    /// A required secret is in neither the file nor the environment.
+    #[error("{provider} account {account}: {field} is not set; put it in the file or set {env}")]
+    MissingSecret {
+        /// The provider.
+        provider: Provider,
+        /// The account.
+        account: String,
+        /// The field.
+        field: &'static str,
+        /// The environment variable that would provide it.
+        env: String,
+    },
+    /// A base URL is not http(s).
+    #[error("{provider} account {account}: base_url must start with https:// or http://")]
+    BaseUrl {
+        /// The provider.
+        provider: Provider,
+        /// The account.
+        account: String,
+    },
+}
+
+impl ConfigError {
+    /// The stable machine code.
+    pub fn code(&self) -> &'static str {
+        "INVALID_CONFIG"
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    pientegra: BTreeMap<String, RawPientegra>,
+    #[serde(default)]
+    decentro: BTreeMap<String, RawDecentro>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPientegra {
+    base_url: String,
+    api_key: Option<Secret>,
+    webhook_secret: Option<Secret>,
+    previous_webhook_secret: Option<Secret>,
+    #[serde(default)]
+    http: HttpSettings,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDecentro {
+    base_url: String,
+    client_id: Option<Secret>,
+    client_secret: Option<Secret>,
+    module_secret: Option<Secret>,
+    provider_secret: Option<Secret>,
+    #[serde(default = "yes")]
+    confirm_callbacks: bool,
+    #[serde(default)]
+    http: HttpSettings,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `INTENTKIT_<PROVIDER>_<ACCOUNT>_<FIELD>`, upper-cased, with `-` and `.` as `_`.
+pub fn env_var_name(provider: Provider, account: &str, field: &str) -> String {
+    format!("INTENTKIT_{}_{}_{}", provider.as_str(), account, field)
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+struct Resolver<'a, E: Fn(&str) -> Option<String>> {
+    env: &'a E,
+    provider: Provider,
+    account: &'a str,
+}
+
+impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
+    fn optional(&self, field: &'static str, from_file: Option<Secret>) -> Option<Secret> {
+        (self.env)(&env_var_name(self.provider, self.account, field))
+            .map(Secret::new)
+            .or(from_file)
+            .filter(|s| !s.is_empty())
+    }
+
+    fn required(
+        &self,
+        field: &'static str,
+        from_file: Option<Secret>,
+    ) -> Result<Secret, ConfigError> {
+        self.optional(field, from_file)
+            .ok_or_else(|| ConfigError::MissingSecret {
+                provider: self.provider,
+                account: self.account.to_string(),
+                field,
+                env: env_var_name(self.provider, self.account, field),
+            })
+    }
+
+    fn base_url(&self, url: String) -> Result<String, ConfigError> {
+        if url.starts_with("https://") || url.starts_with("http://") {
+            Ok(url.trim_end_matches('/').to_string())
+        } else {
+            Err(ConfigError::BaseUrl {
+                provider: self.provider,
+                account: self.account.to_string(),
+            })
+        }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+impl ProvidersConfig {
+    /// Parses TOML text, taking secrets from `env` first (a lookup by variable name).
+    pub fn from_toml(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
+            ConfigError::Parse {
+                line,
+                column,
+                reason: e.message().to_string(),
+            }
+        })?;
+        let mut config = ProvidersConfig::default();
+        for (name, acc) in raw.pientegra {
+            let account = AccountName::new(name.clone())
+                .map_err(|_| ConfigError::AccountName(name.clone()))?;
+            let r = Resolver {
+                env: &env,
+                provider: Provider::Pientegra,
+                account: &name,
+            };
+            config.pientegra.insert(
+                account.clone(),
+                PientegraAccount {
+                    name: account,
+                    base_url: r.base_url(acc.base_url)?,
+                    api_key: r.required("api_key", acc.api_key)?,
+                    webhook: WebhookSecrets {
+                        current: r.required("webhook_secret", acc.webhook_secret)?,
+                        previous: r
+                            .optional("previous_webhook_secret", acc.previous_webhook_secret),
+                    },
+                    http: acc.http,
+                },
+            );
+        }
+        for (name, acc) in raw.decentro {
+            let account = AccountName::new(name.clone())
+                .map_err(|_| ConfigError::AccountName(name.clone()))?;
+            let r = Resolver {
+                env: &env,
+                provider: Provider::Decentro,
+                account: &name,
+            };
+            config.decentro.insert(
+                account.clone(),
+                DecentroAccount {
+                    name: account,
+                    base_url: r.base_url(acc.base_url)?,
+                    client_id: r.required("client_id", acc.client_id)?,
+                    client_secret: r.required("client_secret", acc.client_secret)?,
+                    module_secret: r.required("module_secret", acc.module_secret)?,
+                    provider_secret: r.required("provider_secret", acc.provider_secret)?,
+                    confirm_callbacks: acc.confirm_callbacks,
+                    http: acc.http,
+                },
+            );
+        }
+        Ok(config)
+    }
+
+    /// Reads a TOML file, with secrets from the process environment first.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        Self::from_toml(&text, |k| std::env::var(k).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+[pientegra.tr-main]
+base_url = "https://api.pientegra.example/api/v1/"
+api_key = "pk_file_key"
+webhook_secret = "whsec_file"
+
+[pientegra.tr-main.http]
+request_timeout_ms = 3000
+
+[decentro.in-main]
+base_url = "https://in.staging.decentro.tech"
+client_id = "cid"
+client_secret = "csecret"
+module_secret = "msecret"
+"#;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn loads_several_providers_with_env_overrides_for_secrets() {
+        let c = ProvidersConfig::from_toml(
+            FILE,
+            env(&[
+                ("INTENTKIT_PIENTEGRA_TR_MAIN_API_KEY", "pk_env_key"),
+                ("INTENTKIT_DECENTRO_IN_MAIN_PROVIDER_SECRET", "psecret"),
+            ]),
+        )
+        .unwrap();
+        let p = &c.pientegra[&AccountName::new("tr-main").unwrap()];
+        assert_eq!(p.api_key.expose(), "pk_env_key", "env wins over the file");
+        assert_eq!(p.webhook.current.expose(), "whsec_file");
+        assert_eq!(p.webhook.previous, None);
+        assert_eq!(p.base_url, "https://api.pientegra.example/api/v1");
+        assert_eq!(p.http.request_timeout_ms, 3_000);
+        assert_eq!(p.http.connect_timeout_ms, 2_000);
+        let d = &c.decentro[&AccountName::new("in-main").unwrap()];
+        assert_eq!(d.provider_secret.expose(), "psecret");
+        assert!(d.confirm_callbacks, "callbacks are confirmed by default");
+    }
+
+    #[test]
+    fn a_missing_secret_names_the_variable_that_would_provide_it() {
+        let err = ProvidersConfig::from_toml(FILE, env(&[])).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::MissingSecret {
+                provider: Provider::Decentro,
+                account: "in-main".into(),
+                field: "provider_secret",
+                env: "INTENTKIT_DECENTRO_IN_MAIN_PROVIDER_SECRET".into(),
+            }
+        );
+        assert!(
+            err.to_string()
+                .contains("INTENTKIT_DECENTRO_IN_MAIN_PROVIDER_SECRET")
+        );
+    }
+
+    #[test]
+    fn a_parse_error_gives_the_position_but_never_the_secret() {
+        let text =
+            "[pientegra.tr-main]\nbase_url = \"https://x\"\napi_key = \"pk_live_SECRET_VALUE\n";
+        let err = ProvidersConfig::from_toml(text, env(&[])).unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("SECRET_VALUE"), "{shown}");
+        assert!(matches!(err, ConfigError::Parse { line: 3, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn debug_output_of_a_loaded_config_has_no_secrets() {
+        let c = ProvidersConfig::from_toml(
+            FILE,
+            env(&[("INTENTKIT_DECENTRO_IN_MAIN_PROVIDER_SECRET", "psecret_zz")]),
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        for secret in [
+            "pk_file_key",
+            "whsec_file",
+            "cid",
+            "csecret",
+            "msecret",
+            "psecret_zz",
+        ] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_bad_urls_and_bad_account_names_are_refused() {
+        let typo = "[pientegra.a]\nbase_url = \"https://x\"\napi_kye = \"k\"\n";
+        assert!(matches!(
+            ProvidersConfig::from_toml(typo, env(&[])),
+            Err(ConfigError::Parse { .. })
+        ));
+        let url =
+            "[pientegra.a]\nbase_url = \"ftp://x\"\napi_key = \"k\"\nwebhook_secret = \"w\"\n";
+        assert!(matches!(
+            ProvidersConfig::from_toml(url, env(&[])),
+            Err(ConfigError::BaseUrl { .. })
+        ));
+        let name = "[pientegra.\"a b\"]\nbase_url = \"https://x\"\napi_key = \"k\"\nwebhook_secret = \"w\"\n";
+        assert!(matches!(
+            ProvidersConfig::from_toml(name, env(&[])),
+            Err(ConfigError::AccountName(_))
+        ));
+    }
+}

@@ -1,0 +1,67 @@
+//! Provider adapters: one module per provider, each turning the provider's wire format into
+//! provider-neutral [`IntentEvent`]s and typed errors. Provider wire types never leave their
+//! module; each maps its statuses to signals in one function.
+//!
+//! A provider adapter never touches the store: the ledger (and, later, the engine) does.
+
+pub mod config;
+pub mod decentro;
+pub mod pientegra;
+pub mod secret;
+
+use crate::lifecycle::IntentEvent;
+
+pub use secret::Secret;
+
+/// A verified, parsed webhook or callback, ready for the ledger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notification {
+    /// The provider-neutral event; its `provider_ref` says which intent it is about.
+    pub event: IntentEvent,
+    /// Our own reference as the provider echoes it (Decentro `reference_id`), for matching
+    /// when the provider's id is not known yet.
+    pub our_reference: Option<String>,
+    /// The notification is unsigned and must be confirmed by a status look-up before it may
+    /// settle the intent (Decentro callbacks).
+    pub needs_confirmation: bool,
+}
+
+/// Why a webhook or callback was refused. Every variant is the provider's fault or an
+/// attacker's, never ours: the HTTP answer is 4xx and the provider should not retry.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WebhookError {
+    /// The signature header is absent.
+    #[error("missing {0} header")]
+    MissingSignature(&'static str),
+    /// The signature header does not parse.
+    #[error("malformed signature header: {0}")]
+    MalformedSignature(&'static str),
+    /// The signed timestamp is more than the tolerance away from now, either way.
+    #[error("signature timestamp is {skew_ms} ms from now, beyond the {tolerance_ms} ms window")]
+    TimestampOutOfTolerance {
+        /// `now - t`, signed.
+        skew_ms: i64,
+        /// The window.
+        tolerance_ms: i64,
+    },
+    /// No configured secret produces the signature.
+    #[error("signature does not match the current or previous webhook secret")]
+    SignatureMismatch,
+    /// The body is not what the contract describes.
+    #[error("malformed body: {0}")]
+    MalformedBody(String),
+}
+
+impl WebhookError {
+    /// The stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WebhookError::MissingSignature(_) => "WEBHOOK_SIGNATURE_MISSING",
+            WebhookError::MalformedSignature(_) => "WEBHOOK_SIGNATURE_MALFORMED",
+            WebhookError::TimestampOutOfTolerance { .. } => "WEBHOOK_TIMESTAMP_OUT_OF_TOLERANCE",
+            WebhookError::SignatureMismatch => "WEBHOOK_SIGNATURE_MISMATCH",
+            WebhookError::MalformedBody(_) => "WEBHOOK_MALFORMED",
+        }
+    }
+}
