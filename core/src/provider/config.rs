@@ -39,6 +39,8 @@ pub struct HttpSettings {
     pub request_timeout_ms: u64,
     /// Retries after the first attempt, where a retry is safe.
     pub max_retries: u32,
+    /// The first backoff; each retry doubles it (with full jitter), up to 30 s.
+    pub retry_base_ms: u64,
 }
 
 impl Default for HttpSettings {
@@ -47,6 +49,7 @@ impl Default for HttpSettings {
             connect_timeout_ms: 2_000,
             request_timeout_ms: 10_000,
             max_retries: 4,
+            retry_base_ms: 250,
         }
     }
 }

@@ -398,5 +398,7 @@ pub fn parse_callback(body: &[u8]) -> Result<Notification, WebhookError> {
     })
 }
 
+pub mod client;
+
 #[cfg(test)]
 mod tests;

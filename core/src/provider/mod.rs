@@ -6,10 +6,14 @@
 
 pub mod config;
 pub mod decentro;
+pub mod http;
 pub mod pientegra;
 pub mod secret;
 
+use std::time::Duration;
+
 use crate::lifecycle::IntentEvent;
+use crate::types::Provider;
 
 pub use secret::Secret;
 
@@ -62,6 +66,73 @@ impl WebhookError {
             WebhookError::TimestampOutOfTolerance { .. } => "WEBHOOK_TIMESTAMP_OUT_OF_TOLERANCE",
             WebhookError::SignatureMismatch => "WEBHOOK_SIGNATURE_MISMATCH",
             WebhookError::MalformedBody(_) => "WEBHOOK_MALFORMED",
+        }
+    }
+}
+
+/// A provider call that did not succeed. `code()` is the provider's own code where it gave one
+/// (Pientegra's `error.code`, Decentro's `responseKey`), so the same words reach every façade.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    /// Pientegra answered with an error (before sending, the adapter answers the same codes).
+    #[error("pientegra refused the request ({code}, HTTP {status}): {message}")]
+    Pientegra {
+        /// HTTP status (0 when refused before sending).
+        status: u16,
+        /// Pientegra's `error.code`.
+        code: String,
+        /// Pientegra's `error.message`.
+        message: String,
+        /// `Retry-After`, on `429`.
+        retry_after: Option<Duration>,
+    },
+    /// Decentro answered with (or would answer with) one of its response keys.
+    #[error(transparent)]
+    Decentro(#[from] decentro::DecentroError),
+    /// The provider could not be reached, timed out, or failed on its side (5xx) after the
+    /// retries the operation allows. The outcome of the call is unknown.
+    #[error("{provider} is unavailable: {reason}")]
+    Unavailable {
+        /// The provider.
+        provider: Provider,
+        /// What happened.
+        reason: String,
+        /// The provider's `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+    /// The provider answered 2xx with a body that does not match its contract.
+    #[error("{provider} answered something unexpected: {reason}")]
+    BadResponse {
+        /// The provider.
+        provider: Provider,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl ProviderError {
+    /// The stable machine code.
+    pub fn code(&self) -> &str {
+        match self {
+            ProviderError::Pientegra { code, .. } => code,
+            ProviderError::Decentro(e) => e.code(),
+            ProviderError::Unavailable { .. } => "PROVIDER_UNAVAILABLE",
+            ProviderError::BadResponse { .. } => "PROVIDER_BAD_RESPONSE",
+        }
+    }
+
+    /// Whether the same call may succeed later: the provider was unreachable, overloaded,
+    /// rate-limiting, or still working on the same idempotency key.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ProviderError::Pientegra { status, code, .. } => {
+                *status >= 500
+                    || *status == 429
+                    || code == pientegra::codes::DUPLICATE_IDEMPOTENCY_KEY
+            }
+            ProviderError::Decentro(e) => !e.is_definitive(),
+            ProviderError::Unavailable { .. } | ProviderError::BadResponse { .. } => true,
         }
     }
 }

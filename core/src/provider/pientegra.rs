@@ -340,5 +340,7 @@ pub fn create_body(request: &DepositRequest) -> Result<CreateDepositBody, Refusa
     })
 }
 
+pub mod client;
+
 #[cfg(test)]
 mod tests;
