@@ -1,0 +1,103 @@
+//! Shared wiring for the contract tests: simulators on ephemeral ports, adapters pointed at
+//! them, and an HTTP receiver that verifies deliveries with the adapter.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use intentkit_core::provider::config::{HttpSettings, PientegraAccount};
+use intentkit_core::provider::pientegra::WebhookSecrets;
+use intentkit_core::provider::{Notification, Secret};
+use intentkit_core::{AccountName, ManualClock, Timestamp};
+
+pub const T0: Timestamp = Timestamp::from_unix_millis(1_795_000_000_000);
+
+pub fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+pub fn fast_http() -> HttpSettings {
+    HttpSettings {
+        connect_timeout_ms: 1_000,
+        request_timeout_ms: 3_000,
+        max_retries: 4,
+        retry_base_ms: 10,
+    }
+}
+
+pub fn pientegra_account(base_url: &str, previous: Option<&str>) -> PientegraAccount {
+    PientegraAccount {
+        name: AccountName::new("tr-main").unwrap(),
+        base_url: base_url.to_string(),
+        api_key: Secret::new("pk_sandbox"),
+        webhook: WebhookSecrets {
+            current: Secret::new("whsec_c2FuZGJveA"),
+            previous: previous.map(Secret::new),
+        },
+        http: fast_http(),
+    }
+}
+
+/// What the receiver saw: parsed notifications, or the refusal's code.
+pub type Seen = Arc<Mutex<Vec<Result<Option<Notification>, String>>>>;
+
+pub struct Receiver {
+    pub url: String,
+    pub seen: Seen,
+    /// The status the receiver answers with (200 unless a test wants failures).
+    pub answer: Arc<AtomicU16>,
+}
+
+type Verify = Arc<dyn Fn(&HeaderMap, &[u8]) -> Result<Option<Notification>, String> + Send + Sync>;
+
+/// An HTTP endpoint that verifies each delivery with `verify` and records the result.
+pub async fn receiver(verify: Verify) -> Receiver {
+    let seen: Seen = Arc::default();
+    let answer = Arc::new(AtomicU16::new(200));
+    let state = (verify, seen.clone(), answer.clone());
+    let app = axum::Router::new()
+        .route(
+            "/hook",
+            post(
+                |State((verify, seen, answer)): State<(Verify, Seen, Arc<AtomicU16>)>,
+                 headers: HeaderMap,
+                 body: Bytes| async move {
+                    let result = verify(&headers, &body);
+                    let code = match &result {
+                        Ok(_) => StatusCode::from_u16(answer.load(Ordering::SeqCst))
+                            .unwrap_or(StatusCode::OK),
+                        Err(_) => StatusCode::BAD_REQUEST,
+                    };
+                    if code.is_success() || result.is_err() {
+                        seen.lock().unwrap().push(result);
+                    }
+                    code
+                },
+            ),
+        )
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Receiver { url, seen, answer }
+}
+
+pub fn clock() -> ManualClock {
+    ManualClock::new(T0)
+}
+
+/// Polls `f` until it is true, for up to five seconds of real time (deliveries are async).
+pub async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..250 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
