@@ -106,6 +106,7 @@ struct Inner {
     counter: u64,
     faults: Faults,
     callbacks_sent: Vec<Value>,
+    api_calls: u64,
 }
 
 /// A running simulator.
@@ -163,6 +164,7 @@ impl Simulator {
                 counter: 0,
                 faults: Faults::default(),
                 callbacks_sent: Vec::new(),
+                api_calls: 0,
             })),
             clock,
             http,
@@ -211,6 +213,11 @@ impl Simulator {
         self.lock().txns.len()
     }
 
+    /// How many API calls arrived (for tests: retries are visible here).
+    pub fn api_calls(&self) -> u64 {
+        self.lock().api_calls
+    }
+
     /// The callbacks sent so far (for tests).
     pub fn callbacks_sent(&self) -> Vec<Value> {
         self.lock().callbacks_sent.clone()
@@ -255,7 +262,11 @@ fn header(h: &HeaderMap, name: &str) -> Header {
 
 /// Faults, then the credential checks in the order the module docs give.
 async fn gate(sim: &Simulator, h: &HeaderMap) -> Result<(), Response> {
-    let faults = sim.lock().faults.clone();
+    let faults = {
+        let mut inner = sim.lock();
+        inner.api_calls += 1;
+        inner.faults.clone()
+    };
     if faults.before_call().await {
         return Err((StatusCode::SERVICE_UNAVAILABLE, "simulated outage").into_response());
     }
