@@ -7,7 +7,18 @@ cd "$(dirname "$0")/.."
 need() { command -v "$1" >/dev/null 2>&1 || { echo "missing $1: $2" >&2; exit 1; }; }
 need cargo "install Rust (rustup) first"
 
-# Rust: unit, property, store and doc tests of every crate; examples are compiled.
+# Debian packages the suites use: Chromium and its driver for the hosted-page browser test.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  echo "installing ${missing[*]} from Debian"
+  $sudo apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Rust: unit, property, store, contract, browser and doc tests of every crate.
 cargo test --workspace --locked
 
 # The main job, twice on one database file: the second run must replay every create, apply
