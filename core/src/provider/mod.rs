@@ -136,3 +136,72 @@ impl ProviderError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_generic_provider_code_is_documented_with_its_retry_advice() {
+        let doc = include_str!("../../../docs/errors.md");
+        let rows: Vec<(String, bool)> = vec![
+            (
+                ProviderError::Unavailable {
+                    provider: Provider::Pientegra,
+                    reason: String::new(),
+                    retry_after: None,
+                }
+                .code()
+                .to_string(),
+                true,
+            ),
+            (
+                ProviderError::BadResponse {
+                    provider: Provider::Decentro,
+                    reason: String::new(),
+                }
+                .code()
+                .to_string(),
+                true,
+            ),
+            (
+                WebhookError::MissingSignature("x").code().to_string(),
+                false,
+            ),
+            (
+                WebhookError::MalformedSignature("x").code().to_string(),
+                false,
+            ),
+            (
+                WebhookError::TimestampOutOfTolerance {
+                    skew_ms: 0,
+                    tolerance_ms: 0,
+                }
+                .code()
+                .to_string(),
+                false,
+            ),
+            (WebhookError::SignatureMismatch.code().to_string(), false),
+            (
+                WebhookError::MalformedBody(String::new())
+                    .code()
+                    .to_string(),
+                false,
+            ),
+            (
+                config::ConfigError::AccountName(String::new())
+                    .code()
+                    .to_string(),
+                false,
+            ),
+        ];
+        for (code, retry) in rows {
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{code}` |")))
+                .unwrap_or_else(|| panic!("{code} missing from docs/errors.md"));
+            let advice = if retry { "| yes |" } else { "| no |" };
+            assert!(row.ends_with(advice), "{code}: docs say otherwise");
+        }
+    }
+}
