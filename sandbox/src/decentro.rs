@@ -185,12 +185,7 @@ impl Simulator {
             .route("/_control/faults", post(set_faults))
             .route("/_control/callback-url", post(set_callback_url))
             .with_state(sim.clone());
-        let stop = sim.shutdown.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.notified().await })
-                .await;
-        });
+        crate::serve(listener, app, sim.shutdown.clone());
         Ok(sim)
     }
 

@@ -14,3 +14,16 @@
 pub mod decentro;
 pub mod faults;
 pub mod pientegra;
+
+/// Serves `app` on `listener` until `stop` is notified.
+fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    stop: std::sync::Arc<tokio::sync::Notify>,
+) {
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.notified().await })
+            .await;
+    });
+}

@@ -14,6 +14,10 @@
 //!   reject, expire, late arrival), rotate the secret, and inject faults.
 //!
 //! Time comes from the injected [`Clock`], so tests move it instead of sleeping.
+//!
+//! The wire types here (statuses, delivery states, field names) are written out independently
+//! of core's adapter on purpose: the simulator is our model of the provider, and contract
+//! tests only catch a misspelt field if the two sides do not share the spelling.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -262,12 +266,7 @@ impl Simulator {
             .route("/_control/deliveries/release", post(release))
             .route("/_control/deliveries/send", post(send_now))
             .with_state(sim.clone());
-        let stop = sim.shutdown.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.notified().await })
-                .await;
-        });
+        crate::serve(listener, app, sim.shutdown.clone());
         let worker = sim.clone();
         tokio::spawn(async move { worker.deliver_forever().await });
         Ok(sim)

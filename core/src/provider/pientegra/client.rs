@@ -269,16 +269,8 @@ impl PientegraClient {
 
     /// One intent, for support and reconciliation only: never a polling loop.
     pub async fn get_intent(&self, intent_id: &str) -> Result<IntentItem, ProviderError> {
-        let url = format!("{}/{intent_id}", self.url(paths::DEPOSITS));
-        let reply = self
-            .transport
-            .send(
-                |c| c.get(&url).bearer_auth(self.account.api_key.expose()),
-                Idempotence::Safe,
-                |_| false,
-            )
-            .await?;
-        ok_json(reply)
+        self.get_json(&format!("{}/{intent_id}", paths::DEPOSITS), &[])
+            .await
     }
 
     /// One page of intents in a time window: the reconciliation primitive.
@@ -288,20 +280,7 @@ impl PientegraClient {
             let s: Vec<String> = q.statuses.iter().map(screaming).collect();
             query.push(("status", s.join(",")));
         }
-        let url = self.url(paths::INTENTS);
-        let reply = self
-            .transport
-            .send(
-                |c| {
-                    c.get(&url)
-                        .bearer_auth(self.account.api_key.expose())
-                        .query(&query)
-                },
-                Idempotence::Safe,
-                |_| false,
-            )
-            .await?;
-        ok_json(reply)
+        self.get_json(paths::INTENTS, &query).await
     }
 
     /// One page of Pientegra's webhook outbox: how missed deliveries are found.
@@ -314,14 +293,23 @@ impl PientegraClient {
             let s: Vec<String> = q.delivery_statuses.iter().map(screaming).collect();
             query.push(("deliveryStatus", s.join(",")));
         }
-        let url = self.url(paths::EVENTS);
+        self.get_json(paths::EVENTS, &query).await
+    }
+
+    /// An authenticated read, retried as reads may be.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ProviderError> {
+        let url = self.url(path);
         let reply = self
             .transport
             .send(
                 |c| {
                     c.get(&url)
                         .bearer_auth(self.account.api_key.expose())
-                        .query(&query)
+                        .query(query)
                 },
                 Idempotence::Safe,
                 |_| false,
