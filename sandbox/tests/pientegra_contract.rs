@@ -584,3 +584,18 @@ fn no_client_debug_output_reveals_a_secret() {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
 }
+
+#[tokio::test]
+async fn added_latency_beyond_the_request_timeout_ends_as_a_timeout() {
+    let (sim, _, _) = setup().await;
+    control(&sim, "faults", json!({"latency_ms": 300})).await;
+    let mut acc = pientegra_account(sim.base_url(), None);
+    acc.http.request_timeout_ms = 100;
+    acc.http.max_retries = 1;
+    let client = PientegraClient::new(acc).unwrap();
+    let err = client.get_intent("nope").await.unwrap_err();
+    assert_eq!(err.code(), "PROVIDER_UNAVAILABLE");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    // A read is safe to retry, so the timeout was tried twice.
+    assert!(eventually(|| sim.api_calls() == 2).await);
+}
