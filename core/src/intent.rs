@@ -285,6 +285,10 @@ pub struct Intent {
     /// Caller metadata.
     #[serde(default)]
     pub metadata: Metadata,
+    /// The last transient failure talking to the provider, while the intent waits in
+    /// `created` for a retry or recovery (e.g. `PROVIDER_UNAVAILABLE: timed out`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
     /// The caller's idempotency key for the create.
     pub idempotency_key: IdempotencyKey,
     /// The key we send the provider so that its create is idempotent too (Pientegra's
@@ -347,6 +351,7 @@ impl Intent {
             approved_amount: None,
             verified_payer: None,
             metadata,
+            last_error: None,
             idempotency_key,
             provider_key: provider_key_for(provider, id),
             request,

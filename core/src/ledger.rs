@@ -12,7 +12,10 @@ use crate::error::CoreError;
 use crate::intent::{Intent, IntentRequest};
 use crate::lifecycle::{self, Anomaly, IntentEvent, Plan, Transition};
 use crate::outbox::{NewEvent, OutboxEvent};
-use crate::store::{Commit, CommitOutcome, InsertOutcome, NewIntent, ProviderDelivery, Store};
+use crate::store::{
+    Commit, CommitOutcome, InsertOutcome, ListCursor, ListFilter, NewIntent, ParkedEvent,
+    ProviderDelivery, Store,
+};
 use crate::types::{ConsumerName, IdempotencyKey, IntentId, Provider};
 
 /// How many times a change is re-decided after losing a version race before the caller is told
@@ -221,6 +224,92 @@ impl Ledger {
             }
         }
         Err(CoreError::Contention(id))
+    }
+
+    /// Records a transient provider failure on an intent still in `created`, without a
+    /// transition. A no-op if the intent moved on meanwhile.
+    pub fn note_error(&self, id: IntentId, error: &str) -> Result<Intent, CoreError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.get(id)?;
+            if current.status != lifecycle::IntentStatus::Created {
+                return Ok(current);
+            }
+            let mut next = current.clone();
+            next.last_error = Some(error.to_string());
+            next.version += 1;
+            next.updated_at = self.clock.now();
+            if self.store.update_snapshot(&next, current.version)? {
+                return Ok(next);
+            }
+        }
+        Err(CoreError::Contention(id))
+    }
+
+    /// A page of intents, newest first, and the cursor of the next page (`None` at the end).
+    pub fn list(
+        &self,
+        filter: &ListFilter,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<(Vec<Intent>, Option<ListCursor>), CoreError> {
+        let limit = limit.clamp(1, MAX_POLL);
+        // One extra row says whether another page exists.
+        let mut rows = self.store.list_intents(filter, after, limit + 1)?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = more.then(|| rows.last()).flatten().map(|i| ListCursor {
+            created_at: i.created_at,
+            id: i.id,
+        });
+        Ok((rows, next))
+    }
+
+    /// Intents whose hand-off expired unsettled (see [`Store::due_for_expiry`]).
+    pub fn due_for_expiry(&self, limit: usize) -> Result<Vec<Intent>, CoreError> {
+        Ok(self.store.due_for_expiry(self.clock.now(), limit)?)
+    }
+
+    /// Intents left in `created` for at least `age_ms`.
+    pub fn stuck_in_created(&self, age_ms: i64, limit: usize) -> Result<Vec<Intent>, CoreError> {
+        let before = self.clock.now().plus_millis(-age_ms);
+        Ok(self.store.stuck_in_created(before, limit)?)
+    }
+
+    /// Keeps a provider event for an intent not known yet.
+    pub fn park(
+        &self,
+        provider: Provider,
+        lookup_key: &str,
+        event: &IntentEvent,
+    ) -> Result<(), CoreError> {
+        Ok(self
+            .store
+            .park_event(provider, lookup_key, event, self.clock.now())?)
+    }
+
+    /// Applies every event kept for the intent's provider reference, then forgets them.
+    /// Called once the intent has learned its reference.
+    pub fn apply_parked(&self, id: IntentId) -> Result<Vec<ApplyOutcome>, CoreError> {
+        let intent = self.get(id)?;
+        let Some(r) = &intent.provider_ref else {
+            return Ok(Vec::new());
+        };
+        let parked: Vec<ParkedEvent> = self.store.parked_events(r.provider(), r.lookup_key())?;
+        let mut outcomes = Vec::with_capacity(parked.len());
+        for p in parked {
+            let outcome = match self.apply(id, p.event) {
+                Ok(o) => o,
+                // A parked cancel cannot exist; anything refused is dropped with the rest.
+                Err(CoreError::InvalidTransition { .. }) => {
+                    self.store.drop_parked(p.id)?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            self.store.drop_parked(p.id)?;
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
     }
 
     /// One intent.

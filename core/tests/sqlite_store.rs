@@ -430,11 +430,11 @@ fn migrations_apply_once_and_a_newer_schema_is_refused() {
     let path = dir.path().join("k.db");
     {
         let store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 1);
+        assert_eq!(store.schema_version().unwrap(), 2);
     }
     {
         let store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 1);
+        assert_eq!(store.schema_version().unwrap(), 2);
     }
     let side = rusqlite::Connection::open(&path).unwrap();
     side.execute(
@@ -592,4 +592,115 @@ proptest! {
         }
         assert_outbox_invariants(&ledger, &ledger.get(id).unwrap())?;
     }
+}
+
+#[test]
+fn list_filters_and_pages_newest_first_without_gaps_or_repeats() {
+    use intentkit_core::store::ListFilter;
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, clock) = open(&dir.path().join("k.db"));
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        clock.advance_millis(1_000);
+        let id = ledger
+            .create(deposit(100_000 + n), key(&format!("k-{n}")))
+            .unwrap()
+            .intent
+            .id;
+        if n % 2 == 0 {
+            ledger.apply(id, handoff(&format!("p-{n}"))).unwrap();
+        }
+        ids.push(id);
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = ledger
+            .list(&ListFilter::default(), cursor.as_ref(), 3)
+            .unwrap();
+        seen.extend(page.iter().map(|i| i.id));
+        match next {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    ids.reverse();
+    assert_eq!(seen, ids, "newest first, every intent once");
+    let pending = ListFilter {
+        statuses: vec![IntentStatus::Pending],
+        ..Default::default()
+    };
+    assert_eq!(ledger.list(&pending, None, 100).unwrap().0.len(), 4);
+    let window = ListFilter {
+        created_from: Some(T0.plus_millis(2_000)),
+        created_to: Some(T0.plus_millis(4_000)),
+        provider: Some(Provider::Pientegra),
+        ..Default::default()
+    };
+    assert_eq!(ledger.list(&window, None, 100).unwrap().0.len(), 2);
+}
+
+#[test]
+fn expiry_scan_returns_only_open_intents_past_their_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, clock) = open(&dir.path().join("k.db"));
+    let due = ledger.create(deposit(100_000), key("a")).unwrap().intent.id;
+    ledger.apply(due, handoff("p-a")).unwrap();
+    let settled = ledger.create(deposit(100_000), key("b")).unwrap().intent.id;
+    ledger.apply(settled, handoff("p-b")).unwrap();
+    ledger.apply(settled, approved(100_000, "e-b")).unwrap();
+    assert!(ledger.due_for_expiry(10).unwrap().is_empty());
+    clock.advance_millis(15 * 60_000);
+    let found: Vec<_> = ledger
+        .due_for_expiry(10)
+        .unwrap()
+        .iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(found, vec![due]);
+}
+
+#[test]
+fn a_transient_error_is_noted_on_a_created_intent_without_a_transition() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, clock) = open(&dir.path().join("k.db"));
+    let id = ledger.create(deposit(100_000), key("a")).unwrap().intent.id;
+    let noted = ledger
+        .note_error(id, "PROVIDER_UNAVAILABLE: timed out")
+        .unwrap();
+    assert_eq!(noted.status, IntentStatus::Created);
+    assert_eq!(
+        noted.last_error.as_deref(),
+        Some("PROVIDER_UNAVAILABLE: timed out")
+    );
+    assert_eq!(ledger.get(id).unwrap(), noted);
+    assert_eq!(ledger.history(id).unwrap().len(), 1, "no history row");
+    assert_eq!(all_events(&ledger).len(), 1, "no outbox event");
+    assert!(ledger.stuck_in_created(60_000, 10).unwrap().is_empty());
+    clock.advance_millis(60_000);
+    assert_eq!(ledger.stuck_in_created(60_000, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn an_event_for_an_unknown_intent_is_kept_and_applied_when_the_reference_appears() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = open(&dir.path().join("k.db"));
+    let early = approved(95_000, "evt-early").with_provider_ref(ProviderRef::Pientegra {
+        intent_id: "p-late".into(),
+        reference_no: None,
+    });
+    ledger.park(Provider::Pientegra, "p-late", &early).unwrap();
+    let id = ledger.create(deposit(100_000), key("a")).unwrap().intent.id;
+    assert!(
+        ledger.apply_parked(id).unwrap().is_empty(),
+        "no reference yet"
+    );
+    ledger.apply(id, handoff("p-late")).unwrap();
+    let applied = ledger.apply_parked(id).unwrap();
+    assert_eq!(applied.len(), 1);
+    assert_eq!(ledger.get(id).unwrap().status, IntentStatus::Approved);
+    assert!(
+        ledger.apply_parked(id).unwrap().is_empty(),
+        "applied once, then forgotten"
+    );
 }

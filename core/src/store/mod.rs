@@ -13,9 +13,42 @@ pub mod sqlite;
 
 use crate::error::StoreError;
 use crate::intent::Intent;
-use crate::lifecycle::Transition;
+use crate::lifecycle::{IntentEvent, IntentStatus, Transition};
 use crate::outbox::{NewEvent, OutboxEvent};
-use crate::types::{ConsumerName, IdempotencyKey, IntentId, Provider, Timestamp};
+use crate::types::{AccountName, ConsumerName, IdempotencyKey, IntentId, Provider, Timestamp};
+
+/// Which intents to list. Empty fields do not filter.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    /// Any of these statuses.
+    pub statuses: Vec<IntentStatus>,
+    /// One provider.
+    pub provider: Option<Provider>,
+    /// One configured account.
+    pub account: Option<AccountName>,
+    /// Created at or after.
+    pub created_from: Option<Timestamp>,
+    /// Created before.
+    pub created_to: Option<Timestamp>,
+}
+
+/// Where a listing stopped: the last intent returned. Lists run newest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListCursor {
+    /// Its creation time.
+    pub created_at: Timestamp,
+    /// Its id (breaks ties).
+    pub id: IntentId,
+}
+
+/// A provider event kept until its intent is known.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParkedEvent {
+    /// Its row, to drop once applied.
+    pub id: i64,
+    /// The event.
+    pub event: IntentEvent,
+}
 
 /// A new intent with the rows that accompany its creation.
 #[derive(Debug)]
@@ -130,4 +163,47 @@ pub trait Store: Send + Sync + 'static {
         seq: u64,
         now: Timestamp,
     ) -> Result<u64, StoreError>;
+
+    /// Up to `limit` intents matching `filter`, newest first, after `after`.
+    fn list_intents(
+        &self,
+        filter: &ListFilter,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<Intent>, StoreError>;
+
+    /// Up to `limit` intents in `created` or `pending` whose `expires_at` has passed, soonest
+    /// first. Must cost in proportion to the intents returned, not to the table.
+    fn due_for_expiry(&self, now: Timestamp, limit: usize) -> Result<Vec<Intent>, StoreError>;
+
+    /// Up to `limit` intents still `created` and unchanged since `updated_before`.
+    fn stuck_in_created(
+        &self,
+        updated_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Intent>, StoreError>;
+
+    /// Replaces a snapshot without a transition (same status), under the version check. For
+    /// facts that are not lifecycle steps, such as the last transient error. Returns whether
+    /// it was written.
+    fn update_snapshot(&self, intent: &Intent, expected_version: u64) -> Result<bool, StoreError>;
+
+    /// Keeps a provider event whose intent is not known yet.
+    fn park_event(
+        &self,
+        provider: Provider,
+        lookup_key: &str,
+        event: &IntentEvent,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The events kept for a provider reference, oldest first.
+    fn parked_events(
+        &self,
+        provider: Provider,
+        lookup_key: &str,
+    ) -> Result<Vec<ParkedEvent>, StoreError>;
+
+    /// Forgets a kept event once it has been applied.
+    fn drop_parked(&self, id: i64) -> Result<(), StoreError>;
 }

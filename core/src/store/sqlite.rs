@@ -19,15 +19,20 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
 
-use super::{Commit, CommitOutcome, InsertOutcome, NewIntent, Store};
+use super::{
+    Commit, CommitOutcome, InsertOutcome, ListCursor, ListFilter, NewIntent, ParkedEvent, Store,
+};
 use crate::error::StoreError;
 use crate::intent::Intent;
-use crate::lifecycle::{Cause, IntentStatus, Transition};
+use crate::lifecycle::{Cause, IntentEvent, IntentStatus, Transition};
 use crate::outbox::{EventType, NewEvent, OutboxEvent};
 use crate::types::{ConsumerName, IdempotencyKey, IntentId, Provider, Timestamp};
 
 /// Schema migrations, in order. A released migration is never edited; changes come as new ones.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("sqlite/0001_init.sql")),
+    (2, include_str!("sqlite/0002_engine.sql")),
+];
 
 /// Tuning for [`SqliteStore`].
 #[derive(Clone, Debug)]
@@ -281,6 +286,20 @@ fn provider_ref_key(intent: &Intent) -> Option<&str> {
     intent.provider_ref.as_ref().map(|r| r.lookup_key())
 }
 
+fn query_intents(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<Intent>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, |r| r.get::<_, String>(0))?;
+    rows.map(|b| decode_intent(&b?)).collect()
+}
+
+fn limit_param(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
 impl Store for SqliteStore {
     fn insert_intent(&self, new: NewIntent<'_>) -> Result<InsertOutcome, StoreError> {
         let mut conn = self.writer();
@@ -530,5 +549,148 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )?;
         to_u64(acked)
+    }
+
+    fn list_intents(
+        &self,
+        filter: &ListFilter,
+        after: Option<&ListCursor>,
+        limit: usize,
+    ) -> Result<Vec<Intent>, StoreError> {
+        let mut sql = String::from("SELECT body FROM intents WHERE 1 = 1");
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        if !filter.statuses.is_empty() {
+            let marks = vec!["?"; filter.statuses.len()].join(", ");
+            sql.push_str(&format!(" AND status IN ({marks})"));
+            args.extend(
+                filter
+                    .statuses
+                    .iter()
+                    .map(|s| Box::new(s.as_str()) as Box<dyn rusqlite::ToSql>),
+            );
+        }
+        if let Some(p) = filter.provider {
+            sql.push_str(" AND provider = ?");
+            args.push(Box::new(p.as_str()));
+        }
+        if let Some(a) = &filter.account {
+            sql.push_str(" AND account = ?");
+            args.push(Box::new(a.as_str().to_string()));
+        }
+        if let Some(t) = filter.created_from {
+            sql.push_str(" AND created_at >= ?");
+            args.push(Box::new(t.unix_millis()));
+        }
+        if let Some(t) = filter.created_to {
+            sql.push_str(" AND created_at < ?");
+            args.push(Box::new(t.unix_millis()));
+        }
+        if let Some(c) = after {
+            // Newest first; the next page holds what sorts strictly after the cursor.
+            sql.push_str(" AND (created_at, id) < (?, ?)");
+            args.push(Box::new(c.created_at.unix_millis()));
+            args.push(Box::new(c.id.to_string()));
+        }
+        sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
+        args.push(Box::new(limit_param(limit)));
+        let conn = self.reader();
+        let refs: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a.as_ref()).collect();
+        query_intents(&conn, &sql, &refs)
+    }
+
+    fn due_for_expiry(&self, now: Timestamp, limit: usize) -> Result<Vec<Intent>, StoreError> {
+        let conn = self.reader();
+        query_intents(
+            &conn,
+            "SELECT body FROM intents
+             WHERE status IN ('created', 'pending') AND expires_at <= ?1
+             ORDER BY expires_at LIMIT ?2",
+            &[&now.unix_millis(), &limit_param(limit)],
+        )
+    }
+
+    fn stuck_in_created(
+        &self,
+        updated_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Intent>, StoreError> {
+        let conn = self.reader();
+        query_intents(
+            &conn,
+            "SELECT body FROM intents
+             WHERE status = 'created' AND updated_at <= ?1
+             ORDER BY updated_at LIMIT ?2",
+            &[&updated_before.unix_millis(), &limit_param(limit)],
+        )
+    }
+
+    fn update_snapshot(&self, intent: &Intent, expected_version: u64) -> Result<bool, StoreError> {
+        let conn = self.writer();
+        let changed = conn
+            .prepare_cached(
+                "UPDATE intents SET updated_at = ?1, version = ?2, body = ?3
+                 WHERE id = ?4 AND version = ?5 AND status = ?6",
+            )?
+            .execute(params![
+                intent.updated_at.unix_millis(),
+                to_i64(intent.version)?,
+                encode(intent)?,
+                intent.id.to_string(),
+                to_i64(expected_version)?,
+                intent.status.as_str(),
+            ])?;
+        Ok(changed == 1)
+    }
+
+    fn park_event(
+        &self,
+        provider: Provider,
+        lookup_key: &str,
+        event: &IntentEvent,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let conn = self.writer();
+        conn.prepare_cached(
+            "INSERT INTO parked_events (provider, lookup_key, received_at, event)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            provider.as_str(),
+            lookup_key,
+            now.unix_millis(),
+            encode(event)?
+        ])?;
+        Ok(())
+    }
+
+    fn parked_events(
+        &self,
+        provider: Provider,
+        lookup_key: &str,
+    ) -> Result<Vec<ParkedEvent>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, event FROM parked_events
+             WHERE provider = ?1 AND lookup_key = ?2 ORDER BY id",
+        )?;
+        let rows = stmt.query_map([provider.as_str(), lookup_key], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        rows.map(|row| {
+            let (id, event) = row?;
+            Ok(ParkedEvent {
+                id,
+                event: serde_json::from_str(&event)
+                    .map_err(|e| StoreError::Corrupt(format!("parked event: {e}")))?,
+            })
+        })
+        .collect()
+    }
+
+    fn drop_parked(&self, id: i64) -> Result<(), StoreError> {
+        let conn = self.writer();
+        conn.prepare_cached("DELETE FROM parked_events WHERE id = ?1")?
+            .execute([id])?;
+        Ok(())
     }
 }
