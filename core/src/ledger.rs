@@ -226,6 +226,60 @@ impl Ledger {
         Err(CoreError::Contention(id))
     }
 
+    /// Records `event` as an anomaly without applying it, for contradictions the table cannot
+    /// see (a callback the provider's own status API denies). Recorded once per provider
+    /// event; a repeat is a duplicate.
+    pub fn record_anomaly(
+        &self,
+        id: IntentId,
+        event: &IntentEvent,
+        detail: &str,
+    ) -> Result<ApplyOutcome, CoreError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let intent = self.get(id)?;
+            let now = self.clock.now();
+            let anomaly = Box::new(Anomaly {
+                status: intent.status,
+                signal: event.signal.clone(),
+                cause: event.cause,
+                provider_event_id: event.provider_event_id.clone(),
+                detail: detail.to_string(),
+                at: now,
+            });
+            let new_event = NewEvent::anomaly(&intent, &anomaly);
+            let outcome = self.store.commit(Commit {
+                intent_id: id,
+                expected_version: intent.version,
+                update: None,
+                event: &new_event,
+                delivery: event
+                    .provider_event_id
+                    .as_deref()
+                    .map(|event_id| ProviderDelivery {
+                        provider: intent.provider,
+                        event_id,
+                    }),
+                now,
+            })?;
+            match outcome {
+                CommitOutcome::Committed { seq } => {
+                    return Ok(ApplyOutcome::Anomaly {
+                        intent: Box::new(intent),
+                        anomaly,
+                        seq,
+                    });
+                }
+                CommitOutcome::AlreadyRecorded => {
+                    return Ok(ApplyOutcome::Duplicate {
+                        intent: Box::new(intent),
+                    });
+                }
+                CommitOutcome::VersionConflict => continue,
+            }
+        }
+        Err(CoreError::Contention(id))
+    }
+
     /// Records a transient provider failure on an intent still in `created`, without a
     /// transition. A no-op if the intent moved on meanwhile.
     pub fn note_error(&self, id: IntentId, error: &str) -> Result<Intent, CoreError> {

@@ -11,6 +11,10 @@
 //! - [`store`]: the [`Store`] trait and its embedded SQLite implementation.
 //! - [`Ledger`]: creates intents idempotently and applies events under optimistic
 //!   concurrency, writing the transition, its history row and its outbox event together.
+//! - [`provider`]: the Pientegra and Decentro adapters (wire formats, webhook verification,
+//!   HTTP clients, account configuration).
+//! - [`Engine`]: the async API the façades wrap: create at the provider, handle webhooks and
+//!   callbacks, expire, recover, cancel, refresh.
 //!
 //! Data flows one way: façade → ledger → store → outbox → façade. The store never decides a
 //! status; the lifecycle never does I/O.
@@ -20,6 +24,7 @@
 )]
 
 pub mod clock;
+pub mod engine;
 pub mod error;
 pub mod intent;
 pub mod ledger;
@@ -30,6 +35,7 @@ pub mod store;
 pub mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use engine::{Delivery, Engine, EngineError, EngineSettings};
 pub use error::{CoreError, StoreError};
 pub use intent::{
     AccountVerificationRequest, DepositRequest, Intent, IntentRequest, Metadata, PayerHandoff,

@@ -32,7 +32,7 @@ pub struct Notification {
 
 /// Why a webhook or callback was refused. Every variant is the provider's fault or an
 /// attacker's, never ours: the HTTP answer is 4xx and the provider should not retry.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WebhookError {
     /// The signature header is absent.
