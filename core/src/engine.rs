@@ -32,11 +32,13 @@ use crate::lifecycle::{Cause, IntentEvent, IntentStatus, Signal};
 use crate::provider::config::ProvidersConfig;
 use crate::provider::decentro::client::DecentroClient;
 use crate::provider::decentro::{self, DecentroError};
-use crate::provider::pientegra::client::PientegraClient;
+use crate::provider::pientegra::client::{
+    DeliveryStatus, EventsQuery, IntentsQuery, PientegraClient,
+};
 use crate::provider::pientegra::{self, SIGNATURE_HEADER};
 use crate::provider::{Notification, ProviderError, WebhookError};
 use crate::store::{ListCursor, ListFilter};
-use crate::types::{AccountName, IdempotencyKey, IntentId, Provider};
+use crate::types::{AccountName, IdempotencyKey, IntentId, Provider, Timestamp};
 
 /// Engine tuning. Every number here is ours; see `docs/decisions.md`.
 #[derive(Clone, Debug)]
@@ -45,6 +47,10 @@ pub struct EngineSettings {
     pub recover_after_ms: i64,
     /// How many intents one sweep (expiry, recovery) handles.
     pub sweep_batch: usize,
+    /// The least time between two reconciliation calls to one provider account.
+    pub reconcile_call_interval_ms: u64,
+    /// How far back a reconciliation sweep looks, at most.
+    pub reconcile_max_window_ms: i64,
 }
 
 impl Default for EngineSettings {
@@ -52,7 +58,43 @@ impl Default for EngineSettings {
         EngineSettings {
             recover_after_ms: 30_000,
             sweep_batch: 200,
+            reconcile_call_interval_ms: 200,
+            reconcile_max_window_ms: 7 * 24 * 60 * 60 * 1_000,
         }
+    }
+}
+
+/// What one reconciliation pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Missed webhooks asked to be sent again.
+    pub replayed: usize,
+    /// Local intents settled from the provider's list.
+    pub settled: usize,
+    /// Provider calls made.
+    pub calls: usize,
+    /// Accounts whose pass failed, with why; the others went on.
+    pub errors: Vec<String>,
+}
+
+/// Spaces one account's reconciliation calls at least `interval` apart.
+struct Pacer {
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+    interval: std::time::Duration,
+}
+
+impl Pacer {
+    fn new(interval_ms: u64) -> Self {
+        Pacer {
+            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+            interval: std::time::Duration::from_millis(interval_ms),
+        }
+    }
+
+    async fn wait(&self) {
+        let mut next = self.next.lock().await;
+        tokio::time::sleep_until(*next).await;
+        *next = tokio::time::Instant::now() + self.interval;
     }
 }
 
@@ -187,6 +229,8 @@ pub struct Engine {
     pientegra: Arc<HashMap<AccountName, PientegraClient>>,
     decentro: Arc<HashMap<AccountName, DecentroClient>>,
     confirm_callbacks: Arc<HashMap<AccountName, bool>>,
+    pacers: Arc<HashMap<AccountName, Pacer>>,
+    events_swept_to: Arc<std::sync::Mutex<HashMap<AccountName, Timestamp>>>,
     settings: EngineSettings,
 }
 
@@ -223,9 +267,15 @@ impl Engine {
             decentro.insert(name.clone(), DecentroClient::new(acc.clone())?);
             confirm.insert(name.clone(), acc.confirm_callbacks);
         }
+        let pacers = pientegra
+            .keys()
+            .map(|k: &AccountName| (k.clone(), Pacer::new(settings.reconcile_call_interval_ms)))
+            .collect();
         Ok(Engine {
             ledger,
             clock,
+            pacers: Arc::new(pacers),
+            events_swept_to: Arc::default(),
             pientegra: Arc::new(pientegra),
             decentro: Arc::new(decentro),
             confirm_callbacks: Arc::new(confirm),
@@ -609,5 +659,141 @@ impl Engine {
             }
         }
         Ok(resumed)
+    }
+
+    /// Reconciliation, cheap by design: Pientegra's status endpoints are for reconciliation,
+    /// never a polling loop per intent. For each Pientegra account it (1) asks Pientegra to
+    /// resend every webhook whose delivery `FAILED` or went `DEAD` since the last pass, so it
+    /// arrives verified like any other; and (2) if any local intent is still unsettled, reads
+    /// the provider's settled intents over one time window (from the oldest unsettled one),
+    /// page by page, and applies what differs as status polls. Calls are spaced per account.
+    /// Decentro needs no sweep: each verification gets its look-up when it expires.
+    pub async fn reconcile(&self) -> ReconcileReport {
+        let mut report = ReconcileReport::default();
+        for (account, client) in self.pientegra.iter() {
+            if let Err(e) = self.reconcile_pientegra(account, client, &mut report).await {
+                report.errors.push(format!("pientegra/{account}: {e}"));
+            }
+        }
+        report
+    }
+
+    async fn paced<T>(
+        &self,
+        account: &AccountName,
+        report: &mut ReconcileReport,
+        call: impl std::future::Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, EngineError> {
+        if let Some(p) = self.pacers.get(account) {
+            p.wait().await;
+        }
+        report.calls += 1;
+        call.await.map_err(|source| EngineError::Provider {
+            source,
+            intent: None,
+        })
+    }
+
+    async fn reconcile_pientegra(
+        &self,
+        account: &AccountName,
+        client: &PientegraClient,
+        report: &mut ReconcileReport,
+    ) -> Result<(), EngineError> {
+        let now = self.clock.now();
+        let earliest = now.plus_millis(-self.settings.reconcile_max_window_ms);
+        // (1) Missed webhooks since the last pass.
+        let since = self
+            .events_swept_to
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(account)
+            .copied()
+            .unwrap_or_else(|| now.plus_millis(-24 * 60 * 60 * 1_000));
+        let mut cursor = None;
+        loop {
+            let q = EventsQuery {
+                created_from: Some(since.plus_millis(-60_000).max(earliest)),
+                delivery_statuses: vec![DeliveryStatus::Failed, DeliveryStatus::Dead],
+                cursor: cursor.take(),
+                limit: Some(100),
+                ..Default::default()
+            };
+            let page = self.paced(account, report, client.list_events(&q)).await?;
+            for e in &page.data {
+                self.paced(account, report, client.replay_event(&e.event_id))
+                    .await?;
+                report.replayed += 1;
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        self.events_swept_to
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(account.clone(), now);
+
+        // (2) One window over the provider's settled intents, if anything is unsettled here.
+        let open = ListFilter {
+            statuses: vec![
+                IntentStatus::Pending,
+                IntentStatus::PayerConfirmed,
+                IntentStatus::Expired,
+                IntentStatus::LateArrival,
+                IntentStatus::Canceled,
+            ],
+            provider: Some(Provider::Pientegra),
+            account: Some(account.clone()),
+            ..Default::default()
+        };
+        let Some(oldest) = self.blocking(move |l| l.oldest_created(&open)).await? else {
+            return Ok(());
+        };
+        let mut cursor = None;
+        loop {
+            let q = IntentsQuery {
+                // A minute of margin for the two clocks.
+                created_from: Some(oldest.plus_millis(-60_000).max(earliest)),
+                statuses: vec![
+                    pientegra::Status::PendingReview,
+                    pientegra::Status::Approved,
+                    pientegra::Status::Rejected,
+                    pientegra::Status::AutoCancelled,
+                    pientegra::Status::LateArrival,
+                ],
+                cursor: cursor.take(),
+                limit: Some(100),
+                ..Default::default()
+            };
+            let page = self.paced(account, report, client.list_intents(&q)).await?;
+            for item in page.data {
+                let Some(event) = item.event().map_err(|source| EngineError::Provider {
+                    source,
+                    intent: None,
+                })?
+                else {
+                    continue;
+                };
+                let key = item.intent_id.clone();
+                let outcome = self
+                    .blocking(
+                        move |l| match l.find_by_provider_ref(Provider::Pientegra, &key)? {
+                            Some(i) if !i.status.is_final() => l.apply(i.id, event).map(Some),
+                            _ => Ok(None),
+                        },
+                    )
+                    .await?;
+                if matches!(outcome, Some(ApplyOutcome::Applied { .. })) {
+                    report.settled += 1;
+                }
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        Ok(())
     }
 }

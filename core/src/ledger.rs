@@ -16,7 +16,7 @@ use crate::store::{
     Commit, CommitOutcome, InsertOutcome, ListCursor, ListFilter, NewIntent, ParkedEvent,
     ProviderDelivery, Store,
 };
-use crate::types::{ConsumerName, IdempotencyKey, IntentId, Provider};
+use crate::types::{ConsumerName, IdempotencyKey, IntentId, Provider, Timestamp};
 
 /// How many times a change is re-decided after losing a version race before the caller is told
 /// to retry. Each round re-reads the intent, so this only runs out under pathological
@@ -316,6 +316,11 @@ impl Ledger {
             id: i.id,
         });
         Ok((rows, next))
+    }
+
+    /// The creation time of the oldest intent matching `filter`.
+    pub fn oldest_created(&self, filter: &ListFilter) -> Result<Option<Timestamp>, CoreError> {
+        Ok(self.store.oldest_created(filter)?)
     }
 
     /// Intents whose hand-off expired unsettled (see [`Store::due_for_expiry`]).

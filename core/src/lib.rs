@@ -35,7 +35,7 @@ pub mod store;
 pub mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use engine::{Delivery, Engine, EngineError, EngineSettings};
+pub use engine::{Delivery, Engine, EngineError, EngineSettings, ReconcileReport};
 pub use error::{CoreError, StoreError};
 pub use intent::{
     AccountVerificationRequest, DepositRequest, Intent, IntentRequest, Metadata, PayerHandoff,

@@ -614,3 +614,100 @@ async fn a_bad_signature_is_refused_with_4xx_and_a_reason() {
         .await;
     assert_eq!(unknown.http_status(), 404);
 }
+
+#[tokio::test]
+async fn reconciliation_replays_a_missed_webhook_through_the_receiver() {
+    let w = world(4).await;
+    let dead = json!({"url": "http://127.0.0.1:1/webhooks/pientegra/tr-main"});
+    w.control_p("webhook-url", dead).await;
+    let i = w
+        .engine
+        .create_deposit(deposit(100_000), key("d-1"))
+        .await
+        .unwrap();
+    w.control_p(&format!("intents/{}/approve", pientegra_id(&i)), json!({}))
+        .await;
+    assert!(
+        eventually(|| w
+            .pientegra
+            .deliveries()
+            .iter()
+            .any(|d| d.2 == pientegra::DeliveryStatus::Failed))
+        .await
+    );
+    w.control_p("deliveries/hold", json!({})).await;
+    assert_eq!(
+        w.engine.get(i.id).await.unwrap().status,
+        IntentStatus::Pending
+    );
+
+    // Delivery works again; reconciliation finds the failed delivery and has it resent.
+    let url = receiver_for(w.engine.clone()).await;
+    w.control_p(
+        "webhook-url",
+        json!({"url": format!("{url}/webhooks/pientegra/tr-main")}),
+    )
+    .await;
+    let report = w.engine.reconcile().await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(report.replayed, 1);
+    assert_eq!(
+        w.engine.get(i.id).await.unwrap().status,
+        IntentStatus::Approved
+    );
+    let history = w.engine.ledger().history(i.id).unwrap();
+    assert_eq!(
+        history.last().unwrap().cause,
+        intentkit_core::Cause::Webhook
+    );
+}
+
+#[tokio::test]
+async fn one_windowed_sweep_settles_every_stuck_intent_in_a_few_calls() {
+    let w = world(4).await;
+    w.control_p("deliveries/hold", json!({})).await;
+    let mut intents = Vec::new();
+    for n in 0..6 {
+        w.clock.advance_millis(1_000);
+        intents.push(
+            w.engine
+                .create_deposit(deposit(100_000 + n), key(&format!("d-{n}")))
+                .await
+                .unwrap(),
+        );
+    }
+    for i in &intents[..3] {
+        w.control_p(&format!("intents/{}/approve", pientegra_id(i)), json!({}))
+            .await;
+    }
+    w.control_p(
+        &format!("intents/{}/reject", pientegra_id(&intents[3])),
+        json!({}),
+    )
+    .await;
+    let report = w.engine.reconcile().await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(report.settled, 4);
+    assert_eq!(
+        report.calls, 2,
+        "one events page and one intents page: {report:?}"
+    );
+    let statuses: Vec<_> =
+        futures_util::future::join_all(intents.iter().map(|i| w.engine.get(i.id)))
+            .await
+            .into_iter()
+            .map(|r| r.unwrap().status)
+            .collect();
+    use IntentStatus::*;
+    assert_eq!(
+        statuses,
+        [Approved, Approved, Approved, Rejected, Pending, Pending]
+    );
+    for i in &intents[..4] {
+        let h = w.engine.ledger().history(i.id).unwrap();
+        assert_eq!(h.last().unwrap().cause, intentkit_core::Cause::StatusPoll);
+    }
+    // Nothing new: the sweep settles nothing and stays cheap.
+    let again = w.engine.reconcile().await;
+    assert_eq!((again.settled, again.calls), (0, 2));
+}

@@ -172,6 +172,9 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Intent>, StoreError>;
 
+    /// The creation time of the oldest intent matching `filter`.
+    fn oldest_created(&self, filter: &ListFilter) -> Result<Option<Timestamp>, StoreError>;
+
     /// Up to `limit` intents in `created` or `pending` whose `expires_at` has passed, soonest
     /// first. Must cost in proportion to the intents returned, not to the table.
     fn due_for_expiry(&self, now: Timestamp, limit: usize) -> Result<Vec<Intent>, StoreError>;

@@ -296,6 +296,36 @@ fn query_intents(
     rows.map(|b| decode_intent(&b?)).collect()
 }
 
+/// `select` with a WHERE clause for `filter`, and its parameters.
+fn filtered(select: &str, filter: &ListFilter) -> (String, Vec<Box<dyn rusqlite::ToSql>>) {
+    let mut sql = format!("{select} WHERE 1 = 1");
+    let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+    if !filter.statuses.is_empty() {
+        let marks = vec!["?"; filter.statuses.len()].join(", ");
+        sql.push_str(&format!(" AND status IN ({marks})"));
+        for s in &filter.statuses {
+            args.push(Box::new(s.as_str()));
+        }
+    }
+    if let Some(p) = filter.provider {
+        sql.push_str(" AND provider = ?");
+        args.push(Box::new(p.as_str()));
+    }
+    if let Some(a) = &filter.account {
+        sql.push_str(" AND account = ?");
+        args.push(Box::new(a.as_str().to_string()));
+    }
+    if let Some(t) = filter.created_from {
+        sql.push_str(" AND created_at >= ?");
+        args.push(Box::new(t.unix_millis()));
+    }
+    if let Some(t) = filter.created_to {
+        sql.push_str(" AND created_at < ?");
+        args.push(Box::new(t.unix_millis()));
+    }
+    (sql, args)
+}
+
 fn limit_param(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
@@ -557,34 +587,7 @@ impl Store for SqliteStore {
         after: Option<&ListCursor>,
         limit: usize,
     ) -> Result<Vec<Intent>, StoreError> {
-        let mut sql = String::from("SELECT body FROM intents WHERE 1 = 1");
-        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
-        if !filter.statuses.is_empty() {
-            let marks = vec!["?"; filter.statuses.len()].join(", ");
-            sql.push_str(&format!(" AND status IN ({marks})"));
-            args.extend(
-                filter
-                    .statuses
-                    .iter()
-                    .map(|s| Box::new(s.as_str()) as Box<dyn rusqlite::ToSql>),
-            );
-        }
-        if let Some(p) = filter.provider {
-            sql.push_str(" AND provider = ?");
-            args.push(Box::new(p.as_str()));
-        }
-        if let Some(a) = &filter.account {
-            sql.push_str(" AND account = ?");
-            args.push(Box::new(a.as_str().to_string()));
-        }
-        if let Some(t) = filter.created_from {
-            sql.push_str(" AND created_at >= ?");
-            args.push(Box::new(t.unix_millis()));
-        }
-        if let Some(t) = filter.created_to {
-            sql.push_str(" AND created_at < ?");
-            args.push(Box::new(t.unix_millis()));
-        }
+        let (mut sql, mut args) = filtered("SELECT body FROM intents", filter);
         if let Some(c) = after {
             // Newest first; the next page holds what sorts strictly after the cursor.
             sql.push_str(" AND (created_at, id) < (?, ?)");
@@ -596,6 +599,16 @@ impl Store for SqliteStore {
         let conn = self.reader();
         let refs: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a.as_ref()).collect();
         query_intents(&conn, &sql, &refs)
+    }
+
+    fn oldest_created(&self, filter: &ListFilter) -> Result<Option<Timestamp>, StoreError> {
+        let (sql, args) = filtered("SELECT MIN(created_at) FROM intents", filter);
+        let conn = self.reader();
+        let refs: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a.as_ref()).collect();
+        let min: Option<i64> = conn
+            .prepare_cached(&sql)?
+            .query_row(refs.as_slice(), |r| r.get(0))?;
+        Ok(min.map(Timestamp::from_unix_millis))
     }
 
     fn due_for_expiry(&self, now: Timestamp, limit: usize) -> Result<Vec<Intent>, StoreError> {
