@@ -213,6 +213,24 @@ impl Delivery {
     }
 }
 
+/// A crash point for tests: with the `failpoints` feature and `INTENTKIT_FAILPOINT=<name>`,
+/// the process announces `FAILPOINT <name>` on stdout and stops there, so that a test can
+/// kill it at exactly this point. Compiled out otherwise.
+#[cfg(feature = "failpoints")]
+fn failpoint(name: &str) {
+    if std::env::var("INTENTKIT_FAILPOINT").as_deref() == Ok(name) {
+        use std::io::Write;
+        println!("FAILPOINT {name}");
+        let _ = std::io::stdout().flush();
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+fn failpoint(_name: &str) {}
+
 fn delivery_for(outcome: &ApplyOutcome) -> Delivery {
     match outcome {
         ApplyOutcome::Applied { .. } => Delivery::Accepted("applied"),
@@ -384,6 +402,7 @@ impl Engine {
         };
         match result {
             Ok(event) => {
+                failpoint("after_provider_create");
                 self.blocking(move |l| {
                     l.apply(id, event)?;
                     // Events that beat the create response are waiting for this reference.

@@ -321,6 +321,11 @@ impl Simulator {
         self.lock().api_calls
     }
 
+    /// Every intent id Pientegra holds, oldest first (for tests).
+    pub fn intent_ids(&self) -> Vec<String> {
+        self.lock().order.clone()
+    }
+
     /// How many intents Pientegra holds (for tests: one per idempotency key).
     pub fn intent_count(&self) -> usize {
         self.lock().intents.len()
@@ -341,33 +346,38 @@ impl Simulator {
                 () = self.shutdown.notified() => return,
                 () = tokio::time::sleep(Duration::from_millis(20)) => {}
             }
+            self.deliver_due().await;
+        }
+    }
+
+    /// Sends every event that is due, oldest first, stopping at the first failure: an event
+    /// waits for the ones before it (Pientegra delivers in order).
+    async fn deliver_due(&self) {
+        loop {
             let due = {
                 let mut inner = self.lock();
                 self.tick(&mut inner);
                 if inner.hold_deliveries {
-                    continue;
+                    return;
                 }
                 let Some(url) = inner.config.webhook_url.clone() else {
-                    continue;
+                    return;
                 };
                 let now = std::time::Instant::now();
-                // In order: an event waits for the ones before it to settle.
                 let next = inner.events.iter().position(|e| {
                     matches!(e.delivery, DeliveryStatus::Pending | DeliveryStatus::Failed)
                 });
                 match next {
-                    Some(i) if inner.events[i].next_attempt <= now => Some((
+                    Some(i) if inner.events[i].next_attempt <= now => (
                         i,
                         url,
                         inner.events[i].body.clone(),
                         inner.config.webhook_secret.clone(),
-                    )),
-                    _ => None,
+                    ),
+                    _ => return,
                 }
             };
-            let Some((i, url, body, secret)) = due else {
-                continue;
-            };
+            let (i, url, body, secret) = due;
             let ok = self.post_webhook(&url, &secret, body).await;
             let mut inner = self.lock();
             if let Some(e) = inner.events.get_mut(i) {
@@ -381,6 +391,9 @@ impl Simulator {
                 };
                 e.next_attempt = std::time::Instant::now()
                     + Duration::from_millis(50 * (1 << e.attempts.min(6)));
+            }
+            if !ok {
+                return;
             }
         }
     }
