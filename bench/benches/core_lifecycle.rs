@@ -14,23 +14,17 @@
 //! three transitions each), `BENCH_DIR` (where the database files go; default `target/`).
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use intentkit_bench::{bench_dir, env_usize, median, plain_insert_rate};
 use intentkit_core::lifecycle::{self, Step};
 use intentkit_core::{
     AccountName, Cause, Currency, DepositRequest, IdempotencyKey, Intent, IntentEvent, IntentId,
     IntentRequest, IntentStatus, Ledger, Metadata, MinorUnits, PartnerReference, PayerHandoff,
     ProviderRef, Signal, SqliteConfig, SqliteStore, SystemClock, Timestamp, UserId,
 };
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn request(n: usize) -> IntentRequest {
     IntentRequest::Deposit(DepositRequest {
@@ -139,43 +133,6 @@ fn durable_round(dir: &Path, round: usize, intents: usize) -> (f64, usize) {
     ((intents * 3) as f64 / elapsed, bytes as usize)
 }
 
-/// Plain inserts of `row_bytes`-sized rows, one transaction each, same pragmas.
-fn baseline_round(dir: &Path, round: usize, rows: usize, row_bytes: usize) -> f64 {
-    let path = dir.join(format!("baseline-{round}.db"));
-    let conn = rusqlite::Connection::open(&path).expect("open");
-    conn.busy_timeout(Duration::from_secs(5)).expect("timeout");
-    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
-        .expect("wal");
-    conn.execute_batch(
-        "PRAGMA synchronous = FULL;
-         CREATE TABLE rows (id INTEGER PRIMARY KEY, payload TEXT NOT NULL);",
-    )
-    .expect("schema");
-    let payload = "x".repeat(row_bytes);
-    let start = Instant::now();
-    for _ in 0..rows {
-        let tx = conn.unchecked_transaction().expect("begin");
-        tx.prepare_cached("INSERT INTO rows (payload) VALUES (?1)")
-            .expect("prepare")
-            .execute([&payload])
-            .expect("insert");
-        tx.commit().expect("commit");
-    }
-    rows as f64 / start.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn bench_dir() -> PathBuf {
-    std::env::var_os("BENCH_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        PathBuf::from,
-    )
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing useful either.
     let rounds = env_usize("BENCH_ROUNDS", 3).max(1);
@@ -194,10 +151,20 @@ fn main() {
         if round == 0 {
             let (rate, bytes) = durable_round(dir.path(), round, intents);
             row_bytes = bytes;
-            baseline.push(baseline_round(dir.path(), round, intents * 3, row_bytes));
+            baseline.push(plain_insert_rate(
+                dir.path(),
+                &round.to_string(),
+                intents * 3,
+                row_bytes,
+            ));
             durable.push(rate);
         } else {
-            baseline.push(baseline_round(dir.path(), round, intents * 3, row_bytes));
+            baseline.push(plain_insert_rate(
+                dir.path(),
+                &round.to_string(),
+                intents * 3,
+                row_bytes,
+            ));
             durable.push(durable_round(dir.path(), round, intents).0);
         }
     }
