@@ -77,6 +77,19 @@ pub struct ReconcileReport {
     pub errors: Vec<String>,
 }
 
+/// What one maintenance pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    /// Intents resumed out of `created`.
+    pub recovered: usize,
+    /// Intents settled by the expiry sweep.
+    pub expired: usize,
+    /// The reconciliation pass.
+    pub reconcile: ReconcileReport,
+    /// Sweeps that failed, with why; the others still ran.
+    pub errors: Vec<String>,
+}
+
 /// Spaces one account's reconciliation calls at least `interval` apart.
 struct Pacer {
     next: tokio::sync::Mutex<tokio::time::Instant>,
@@ -814,5 +827,42 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// One maintenance pass: recovery, expiry, reconciliation. A failing sweep does not stop
+    /// the others; its error is in the report.
+    pub async fn maintain(&self) -> MaintenanceReport {
+        let mut report = MaintenanceReport::default();
+        match self.recover_created().await {
+            Ok(n) => report.recovered = n,
+            Err(e) => report.errors.push(format!("recovery: {e}")),
+        }
+        match self.expire_due().await {
+            Ok(n) => report.expired = n,
+            Err(e) => report.errors.push(format!("expiry: {e}")),
+        }
+        report.reconcile = self.reconcile().await;
+        report
+    }
+
+    /// Runs [`Engine::maintain`] at once (crash recovery on start) and then every `every`,
+    /// giving each report to `on_report`, until `stop` completes. A pass in progress finishes
+    /// first, so nothing is left half-applied.
+    pub async fn run_maintenance(
+        &self,
+        every: std::time::Duration,
+        stop: impl std::future::Future<Output = ()>,
+        on_report: impl Fn(MaintenanceReport),
+    ) {
+        tokio::pin!(stop);
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut stop => return,
+                _ = ticks.tick() => on_report(self.maintain().await),
+            }
+        }
     }
 }

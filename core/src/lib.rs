@@ -35,7 +35,9 @@ pub mod store;
 pub mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use engine::{Delivery, Engine, EngineError, EngineSettings, ReconcileReport};
+pub use engine::{
+    Delivery, Engine, EngineError, EngineSettings, MaintenanceReport, ReconcileReport,
+};
 pub use error::{CoreError, StoreError};
 pub use intent::{
     AccountVerificationRequest, DepositRequest, Intent, IntentRequest, Metadata, PayerHandoff,

@@ -711,3 +711,50 @@ async fn one_windowed_sweep_settles_every_stuck_intent_in_a_few_calls() {
     let again = w.engine.reconcile().await;
     assert_eq!((again.settled, again.calls), (0, 2));
 }
+
+#[tokio::test]
+async fn maintenance_recovers_on_start_and_expires_on_a_later_pass() {
+    let w = world(0).await;
+    w.control_p("faults", json!({"error_rate": 1.0})).await;
+    let err = w
+        .engine
+        .create_deposit(deposit(100_000), key("d-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "PROVIDER_UNAVAILABLE");
+    w.control_p("faults", json!({})).await;
+    w.clock.advance_millis(60_000);
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let engine = w.engine.clone();
+    let runner = tokio::spawn(async move {
+        engine
+            .run_maintenance(
+                std::time::Duration::from_millis(50),
+                async {
+                    let _ = stop_rx.await;
+                },
+                move |r| {
+                    let _ = tx.send(r);
+                },
+            )
+            .await;
+    });
+    let first = rx.recv().await.unwrap();
+    assert_eq!(first.recovered, 1, "{first:?}");
+    let (page, _) = w.engine.list(Default::default(), None, 10).await.unwrap();
+    assert_eq!(page[0].status, IntentStatus::Pending);
+
+    w.clock.advance_millis(30 * 60_000);
+    let expired = loop {
+        let r = rx.recv().await.unwrap();
+        if r.expired > 0 {
+            break r;
+        }
+    };
+    assert_eq!(expired.expired, 1);
+    assert!(expired.errors.is_empty(), "{expired:?}");
+    stop_tx.send(()).unwrap();
+    runner.await.unwrap();
+}
