@@ -866,3 +866,40 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_codes_are_documented() {
+        let doc = include_str!("../../docs/errors.md");
+        let e = EngineError::UnknownAccount {
+            provider: Provider::Pientegra,
+            account: "x".into(),
+        };
+        assert!(!e.is_retryable());
+        assert!(doc.contains(&format!("| `{}` |", e.code())));
+        assert!(doc.contains("| `INTERNAL` |"));
+    }
+
+    #[test]
+    fn deliveries_answer_the_status_the_provider_needs() {
+        assert_eq!(Delivery::Accepted("applied").http_status(), 200);
+        assert_eq!(Delivery::Parked.http_status(), 200);
+        assert_eq!(
+            Delivery::Refused(WebhookError::SignatureMismatch).http_status(),
+            400
+        );
+        assert_eq!(Delivery::RetryLater("disk".into()).http_status(), 503);
+        assert_eq!(
+            Delivery::Duplicate.body(Provider::Decentro),
+            decentro::CALLBACK_ACK
+        );
+        assert!(
+            Delivery::Refused(WebhookError::SignatureMismatch)
+                .body(Provider::Pientegra)
+                .contains("WEBHOOK_SIGNATURE_MISMATCH")
+        );
+    }
+}
