@@ -11,9 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
 use common::*;
 use intentkit_core::provider::config::ProvidersConfig;
 use intentkit_core::{
@@ -126,37 +123,6 @@ fn wait_for(child: &mut Child, marker: &str) -> bool {
     }
 }
 
-async fn receiver_for(engine: Engine) -> String {
-    let app = axum::Router::new()
-        .route(
-            "/hook",
-            axum::routing::post(
-                |State(engine): State<Engine>, headers: HeaderMap, body: Bytes| async move {
-                    let lookup = |n: &str| {
-                        headers
-                            .get(n)
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_string)
-                    };
-                    let d = engine
-                        .handle_webhook(
-                            Provider::Pientegra,
-                            &AccountName::new("tr-main").unwrap(),
-                            lookup,
-                            &body,
-                        )
-                        .await;
-                    axum::http::StatusCode::from_u16(d.http_status()).unwrap()
-                },
-            ),
-        )
-        .with_state(engine);
-    let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
-}
-
 /// Restarts on the database, finishes every create, approves everything at the provider,
 /// and checks the invariants.
 async fn restart_and_check(
@@ -207,9 +173,12 @@ async fn restart_and_check(
             .body(body.to_string())
             .send()
     };
-    control("webhook-url".into(), json!({"url": url}))
-        .await
-        .unwrap();
+    control(
+        "webhook-url".into(),
+        json!({"url": format!("{url}/webhooks/pientegra/tr-main")}),
+    )
+    .await
+    .unwrap();
     for pid in &provider_ids {
         control(format!("intents/{pid}/approve"), json!({}))
             .await

@@ -101,3 +101,46 @@ pub async fn eventually(mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// An HTTP receiver that hands every delivery to the engine, as the gRPC server's receiver
+/// will: `POST <url>/webhooks/<provider>/<account>`.
+pub async fn receiver_for(engine: intentkit_core::Engine) -> String {
+    let app = axum::Router::new()
+        .route(
+            "/webhooks/{provider}/{account}",
+            axum::routing::post(
+                |State(engine): State<intentkit_core::Engine>,
+                 axum::extract::Path((provider, account)): axum::extract::Path<(
+                    String,
+                    String,
+                )>,
+                 headers: HeaderMap,
+                 body: Bytes| async move {
+                    let (Ok(provider), Ok(account)) = (
+                        provider.parse::<intentkit_core::Provider>(),
+                        AccountName::new(account),
+                    ) else {
+                        return (axum::http::StatusCode::NOT_FOUND, String::new());
+                    };
+                    let lookup = |name: &str| {
+                        headers
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    };
+                    let d = engine
+                        .handle_webhook(provider, &account, lookup, &body)
+                        .await;
+                    (
+                        axum::http::StatusCode::from_u16(d.http_status()).unwrap(),
+                        d.body(provider),
+                    )
+                },
+            ),
+        )
+        .with_state(engine);
+    let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
