@@ -704,22 +704,3 @@ fn an_event_for_an_unknown_intent_is_kept_and_applied_when_the_reference_appears
         "applied once, then forgotten"
     );
 }
-
-#[test]
-fn the_background_checkpointer_moves_the_wal_into_the_database_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("k.db");
-    let (ledger, _) = open(&path);
-    let before = std::fs::metadata(&path).unwrap().len();
-    for n in 0..200 {
-        ledger
-            .create(deposit(100_000 + n), key(&format!("k-{n}")))
-            .unwrap();
-    }
-    // Automatic checkpoints are off: only the checkpointer copies pages into the file.
-    let grew = (0..50).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        std::fs::metadata(&path).unwrap().len() > before + 100_000
-    });
-    assert!(grew, "the database file never received the WAL's pages");
-}

@@ -59,36 +59,6 @@ pub struct SqliteStore {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    // Dropping the sender stops the checkpointer thread.
-    _checkpointer: std::sync::mpsc::Sender<()>,
-}
-
-/// How often the background checkpointer copies the WAL into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-
-/// Checkpoints run on their own thread and connection, in PASSIVE mode (never blocking a
-/// writer), so that the database file's fsync is never paid by a request: with SQLite's
-/// automatic checkpoint, every ~1000 pages one unlucky commit copied the WAL and fsynced the
-/// file inline, which is what a p99 latency sees.
-fn spawn_checkpointer(
-    path: &Path,
-    config: &SqliteConfig,
-) -> Result<std::sync::mpsc::Sender<()>, StoreError> {
-    let conn = open_connection(path, config, false)?;
-    let (stop, stopped) = std::sync::mpsc::channel::<()>();
-    std::thread::Builder::new()
-        .name("intentkit-checkpoint".into())
-        .spawn(move || {
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                stopped.recv_timeout(CHECKPOINT_EVERY)
-            {
-                // A busy or failed checkpoint is retried on the next tick; the WAL stays
-                // correct either way.
-                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-            }
-        })
-        .map_err(|e| StoreError::Backend(format!("starting the checkpointer: {e}")))?;
-    Ok(stop)
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -131,13 +101,11 @@ impl SqliteStore {
                 .map(Mutex::new)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let checkpointer = spawn_checkpointer(&path, &config)?;
         Ok(SqliteStore {
             path,
             writer: Mutex::new(writer),
             readers,
             next_reader: AtomicUsize::new(0),
-            _checkpointer: checkpointer,
         })
     }
 
@@ -220,8 +188,7 @@ fn open_connection(
     }
     conn.execute_batch(
         "PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;
-         PRAGMA wal_autocheckpoint = 0;",
+         PRAGMA foreign_keys = ON;",
     )?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
