@@ -168,7 +168,13 @@ async fn a_payer_confirms_on_the_hosted_page_and_an_expired_link_shows_its_state
         .click()
         .await
         .unwrap();
-    let state = browser.find(Locator::Id("state")).await.unwrap();
+    // The click submits a form; wait for the page it leads to.
+    let state = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("state"))
+        .await
+        .unwrap();
     assert_eq!(
         state.attr("data-status").await.unwrap().as_deref(),
         Some("PENDING_REVIEW")
