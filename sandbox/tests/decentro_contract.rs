@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use common::*;
 use intentkit_core::provider::Secret;
-use intentkit_core::provider::config::DecentroAccount;
 use intentkit_core::provider::decentro::client::DecentroClient;
 use intentkit_core::provider::decentro::{self, DecentroError};
 use intentkit_core::{
@@ -16,20 +15,6 @@ use intentkit_core::{
 };
 use intentkit_sandbox::decentro::{Config, Simulator};
 use serde_json::{Value, json};
-
-fn account(base_url: &str) -> DecentroAccount {
-    let c = Config::default();
-    DecentroAccount {
-        name: AccountName::new("in-main").unwrap(),
-        base_url: base_url.to_string(),
-        client_id: Secret::new(c.client_id),
-        client_secret: Secret::new(c.client_secret),
-        module_secret: Secret::new(c.module_secret),
-        provider_secret: Secret::new(c.provider_secret),
-        confirm_callbacks: true,
-        http: fast_http(),
-    }
-}
 
 fn verification(key: &str, purpose: Option<&str>) -> Intent {
     Intent::new(
@@ -54,20 +39,12 @@ async fn setup() -> (Simulator, DecentroClient, intentkit_core::ManualClock) {
     let sim = Simulator::start(Config::default(), Arc::new(clock.clone()), loopback())
         .await
         .unwrap();
-    let client = DecentroClient::new(account(sim.base_url())).unwrap();
+    let client = DecentroClient::new(decentro_account(sim.base_url())).unwrap();
     (sim, client, clock)
 }
 
 async fn control(sim: &Simulator, path: &str, body: Value) -> u16 {
-    reqwest::Client::new()
-        .post(format!("{}/_control/{path}", sim.base_url()))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    post_control(sim.base_url(), path, body).await
 }
 
 fn txn_id(ev: &intentkit_core::IntentEvent) -> String {
@@ -384,7 +361,7 @@ async fn the_adapter_refuses_before_sending_what_decentro_would_refuse() {
 #[tokio::test]
 async fn bad_credentials_through_the_adapter_map_to_typed_errors() {
     let (sim, _, _) = setup().await;
-    let mut acc = account(sim.base_url());
+    let mut acc = decentro_account(sim.base_url());
     acc.module_secret = Secret::new("wrong");
     let client = DecentroClient::new(acc).unwrap();
     let err = client
@@ -430,7 +407,7 @@ async fn a_create_is_not_retried_once_it_may_have_reached_decentro() {
 
 #[test]
 fn no_client_debug_output_reveals_a_secret() {
-    let client = DecentroClient::new(account("http://127.0.0.1:1")).unwrap();
+    let client = DecentroClient::new(decentro_account("http://127.0.0.1:1")).unwrap();
     let shown = format!("{client:?}");
     for secret in [
         "sandbox_client_secret",

@@ -7,8 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use intentkit_core::provider::Secret;
-use intentkit_core::provider::config::{DecentroAccount, ProvidersConfig};
+use intentkit_core::provider::config::ProvidersConfig;
 use intentkit_core::{
     AccountName, AccountVerificationRequest, Currency, DepositRequest, Engine, EngineSettings,
     EventType, IdempotencyKey, Intent, IntentStatus, Ledger, ManualClock, Metadata, MinorUnits,
@@ -37,17 +36,7 @@ async fn world(pientegra_retries: u32) -> World {
     let mut pacc = pientegra_account(p.base_url(), None);
     pacc.http.max_retries = pientegra_retries;
     providers.pientegra.insert(pacc.name.clone(), pacc);
-    let dc = decentro::Config::default();
-    let dacc = DecentroAccount {
-        name: AccountName::new("in-main").unwrap(),
-        base_url: d.base_url().to_string(),
-        client_id: Secret::new(dc.client_id),
-        client_secret: Secret::new(dc.client_secret),
-        module_secret: Secret::new(dc.module_secret),
-        provider_secret: Secret::new(dc.provider_secret),
-        confirm_callbacks: true,
-        http: fast_http(),
-    };
+    let dacc = decentro_account(d.base_url());
     providers.decentro.insert(dacc.name.clone(), dacc);
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("e.db"), SqliteConfig::default()).unwrap();
@@ -102,15 +91,7 @@ impl World {
     }
 
     async fn control_d(&self, path: &str, body: serde_json::Value) -> u16 {
-        reqwest::Client::new()
-            .post(format!("{}/_control/{path}", self.decentro.base_url()))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
+        post_control(self.decentro.base_url(), path, body).await
     }
 
     fn events(&self, intent: &Intent) -> Vec<OutboxEvent> {

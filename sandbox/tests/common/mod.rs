@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use intentkit_core::provider::config::{HttpSettings, PientegraAccount};
+use intentkit_core::provider::config::{DecentroAccount, HttpSettings, PientegraAccount};
 use intentkit_core::provider::pientegra::WebhookSecrets;
 use intentkit_core::provider::{Notification, Secret};
 use intentkit_core::{AccountName, ManualClock, Timestamp};
@@ -143,4 +143,32 @@ pub async fn receiver_for(engine: intentkit_core::Engine) -> String {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
+}
+
+/// The Decentro account the simulator's default credentials accept.
+pub fn decentro_account(base_url: &str) -> DecentroAccount {
+    let c = intentkit_sandbox::decentro::Config::default();
+    DecentroAccount {
+        name: AccountName::new("in-main").unwrap(),
+        base_url: base_url.to_string(),
+        client_id: Secret::new(c.client_id),
+        client_secret: Secret::new(c.client_secret),
+        module_secret: Secret::new(c.module_secret),
+        provider_secret: Secret::new(c.provider_secret),
+        confirm_callbacks: true,
+        http: fast_http(),
+    }
+}
+
+/// POSTs a JSON control request (`<root>/_control/<path>`) and returns the HTTP status.
+pub async fn post_control(root: &str, path: &str, body: serde_json::Value) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{root}/_control/{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
