@@ -377,7 +377,7 @@ impl Engine {
         key: IdempotencyKey,
     ) -> Result<Intent, EngineError> {
         self.decentro_client(&request.account)?;
-        decentro::create_body(&request, "validate-only").map_err(|e| EngineError::Provider {
+        decentro::check_request(&request).map_err(|e| EngineError::Provider {
             source: e.into(),
             intent: None,
         })?;

@@ -364,6 +364,26 @@ async fn a_definitive_refusal_fails_the_intent_and_the_caller_gets_the_providers
             .is_empty(),
         "refused before recording"
     );
+    let unsanitized = AccountVerificationRequest {
+        purpose_message: Some("Verify now!".into()),
+        ..verification()
+    };
+    let err = w
+        .engine
+        .create_account_verification(unsanitized, key("v-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "error_unsanitized_values");
+    assert_eq!(w.decentro.transaction_count(), 0);
+    assert!(
+        w.engine
+            .list(Default::default(), None, 10)
+            .await
+            .unwrap()
+            .0
+            .is_empty(),
+        "refused before recording"
+    );
     let unknown = DepositRequest {
         account: AccountName::new("nope").unwrap(),
         ..deposit(100_000)

@@ -168,6 +168,14 @@ pub fn validate(body: &PennyPullBody) -> Result<(), DecentroError> {
     Ok(())
 }
 
+/// Checks a verification request against Decentro's rules before any intent is recorded. The
+/// `reference_id` is ours (generated with the intent, always 32 characters), so only the
+/// caller's fields can fail here.
+pub fn check_request(request: &AccountVerificationRequest) -> Result<(), DecentroError> {
+    const OUR_REFERENCE_SHAPE: &str = "00000000000000000000000000000000";
+    create_body(request, OUR_REFERENCE_SHAPE).map(|_| ())
+}
+
 /// Builds and validates the create body for a verification. `reference_id` is the intent's
 /// provider key.
 pub fn create_body(
