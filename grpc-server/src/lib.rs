@@ -1,5 +1,376 @@
-//! intentkit's gRPC façade (`intentkit.v1`) for Go and Java backends, and the HTTP receiver
-//! that providers call.
+//! intentkit's gRPC façade: `intentkit.v1.IntentService` over the engine (for Go and Java
+//! backends running intentkit as a sidecar), the provider-facing HTTP receiver for webhooks and
+//! callbacks, Prometheus metrics, and the background maintenance (recovery, expiry,
+//! reconciliation). It translates and schedules; every rule lives in `intentkit-core`, and
+//! every mapping to the schema in `intentkit-proto`.
 //!
-//! Not built yet: this crate is filled by the gRPC issue. It will convert and delegate to
-//! `intentkit-core`, holding no business rules of its own.
+//! [`Server::start`] binds everything and returns at once; [`Server::shutdown`] then
+//! [`Server::wait`] stop it the way SIGTERM does: no new work, in-flight requests finish,
+//! streams end with `UNAVAILABLE`/`SHUTTING_DOWN`, the maintenance pass in progress completes.
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod metrics;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
+pub mod service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use intentkit_core::{Engine, EngineSettings, Ledger, SqliteConfig, SqliteStore, SystemClock};
+use intentkit_proto::v1::intent_service_server::IntentServiceServer;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+pub use config::{Config, ServerConfig};
+pub use metrics::Metrics;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The database could not be opened.
+    #[error("opening the database {path}: {source}")]
+    Store {
+        /// The file.
+        path: String,
+        /// Why.
+        source: intentkit_core::StoreError,
+    },
+    /// A provider client could not be built.
+    #[error("provider clients: {0}")]
+    Provider(#[from] intentkit_core::provider::ProviderError),
+    /// A listen address could not be bound.
+    #[error("binding {what} on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// TLS files could not be read or used.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The configuration is not usable.
+    #[error("config: {0}")]
+    Config(String),
+    /// The gRPC reflection service could not be built.
+    #[error("reflection: {0}")]
+    Reflection(String),
+}
+
+/// Opens the SQLite store the config names and builds the engine over it.
+pub fn open_engine(config: &Config) -> Result<Engine, StartError> {
+    let store =
+        SqliteStore::open(&config.server.database, SqliteConfig::default()).map_err(|source| {
+            StartError::Store {
+                path: config.server.database.display().to_string(),
+                source,
+            }
+        })?;
+    let clock = Arc::new(SystemClock);
+    let ledger = Ledger::new(Arc::new(store), clock.clone());
+    Ok(Engine::new(
+        ledger,
+        clock,
+        &config.providers,
+        EngineSettings::default(),
+    )?)
+}
+
+/// A running server.
+pub struct Server {
+    grpc_addr: SocketAddr,
+    http_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    grace: Duration,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("grpc_addr", &self.grpc_addr)
+            .field("http_addr", &self.http_addr)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+fn local(l: &tokio::net::TcpListener, what: &'static str) -> Result<SocketAddr, StartError> {
+    l.local_addr().map_err(|source| StartError::Bind {
+        what,
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })
+}
+
+/// The server's listeners, bound before it starts (so that, e.g., sandbox simulators can be
+/// told where to deliver before the engine exists).
+#[derive(Debug)]
+pub struct Listeners {
+    grpc: tokio::net::TcpListener,
+    http: tokio::net::TcpListener,
+    metrics: Option<tokio::net::TcpListener>,
+}
+
+impl Listeners {
+    /// Binds the addresses in `config` (port 0 picks a free port).
+    pub async fn bind(config: &ServerConfig) -> Result<Self, StartError> {
+        Ok(Listeners {
+            grpc: bind("gRPC", config.grpc_addr).await?,
+            http: bind("HTTP receiver", config.http_addr).await?,
+            metrics: match config.metrics_addr {
+                Some(a) => Some(bind("metrics", a).await?),
+                None => None,
+            },
+        })
+    }
+
+    /// The receiver's bound address.
+    pub fn http_addr(&self) -> Result<SocketAddr, StartError> {
+        local(&self.http, "HTTP receiver")
+    }
+}
+
+impl Server {
+    /// Binds the listeners in `config` and starts; see [`Server::start_on`].
+    pub async fn start(config: &ServerConfig, engine: Engine) -> Result<Server, StartError> {
+        let listeners = Listeners::bind(config).await?;
+        Self::start_on(config, engine, listeners).await
+    }
+
+    /// Starts serving on `listeners`, and starts the background tasks. Returns once
+    /// everything is listening.
+    pub async fn start_on(
+        config: &ServerConfig,
+        engine: Engine,
+        listeners: Listeners,
+    ) -> Result<Server, StartError> {
+        let (shutdown, stop) = watch::channel(false);
+        let metrics = Metrics::new();
+        let changed = Arc::new(Notify::new());
+        let mut tasks = Vec::new();
+        let Listeners {
+            grpc: grpc_listener,
+            http: http_listener,
+            metrics: metrics_listener,
+        } = listeners;
+        let grpc_addr = local(&grpc_listener, "gRPC")?;
+        let http_addr = local(&http_listener, "HTTP receiver")?;
+        let metrics_addr = match &metrics_listener {
+            Some(l) => Some(local(l, "metrics")?),
+            None => None,
+        };
+
+        // gRPC: the service behind the token check, health and reflection open (probes and
+        // tooling carry no tokens, and reveal nothing but the schema and serving state).
+        let service = service::Service::new(
+            engine.clone(),
+            metrics.clone(),
+            changed.clone(),
+            stop.clone(),
+        );
+        let auth = auth::Auth::new(&config.auth_tokens, config.allow_unauthenticated);
+        let intents = IntentServiceServer::with_interceptor(service, move |r| auth.check(r));
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<IntentServiceServer<service::Service>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(intentkit_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| StartError::Reflection(e.to_string()))?;
+        let mut builder = tonic::transport::Server::builder();
+        if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+            let read = |p: &std::path::Path| {
+                std::fs::read(p).map_err(|e| StartError::Tls(format!("{}: {e}", p.display())))
+            };
+            let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .map_err(|e| StartError::Tls(e.to_string()))?;
+        }
+        let router = builder
+            .add_service(health)
+            .add_service(reflection)
+            .add_service(intents);
+        let mut grpc_stop = stop.clone();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        let reporter = health_reporter.clone();
+        tasks.push((
+            "gRPC",
+            tokio::spawn(async move {
+                let signal = async move {
+                    let _ = grpc_stop.wait_for(|s| *s).await;
+                    reporter
+                        .set_not_serving::<IntentServiceServer<service::Service>>()
+                        .await;
+                };
+                if let Err(e) = router.serve_with_incoming_shutdown(incoming, signal).await {
+                    tracing::error!(error = %e, "gRPC server failed");
+                }
+            }),
+        ));
+
+        // The provider-facing receiver.
+        let app = http::receiver(
+            engine.clone(),
+            metrics.clone(),
+            changed.clone(),
+            config.webhook_body_limit,
+        );
+        let mut http_stop = stop.clone();
+        tasks.push((
+            "HTTP receiver",
+            tokio::spawn(async move {
+                let signal = async move {
+                    let _ = http_stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(http_listener, app)
+                    .with_graceful_shutdown(signal)
+                    .await
+                {
+                    tracing::error!(error = %e, "HTTP receiver failed");
+                }
+            }),
+        ));
+
+        if let Some(listener) = metrics_listener {
+            let app = http::metrics(metrics.clone());
+            let mut m_stop = stop.clone();
+            tasks.push((
+                "metrics",
+                tokio::spawn(async move {
+                    let signal = async move {
+                        let _ = m_stop.wait_for(|s| *s).await;
+                    };
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(signal)
+                        .await;
+                }),
+            ));
+        }
+
+        // Maintenance: at once (crash recovery on start), then every interval.
+        let every = Duration::from_millis(config.maintenance_interval_ms);
+        let (m_engine, m_metrics, m_changed) = (engine.clone(), metrics.clone(), changed.clone());
+        let mut maint_stop = stop.clone();
+        tasks.push((
+            "maintenance",
+            tokio::spawn(async move {
+                m_engine
+                    .run_maintenance(
+                        every,
+                        async move {
+                            let _ = maint_stop.wait_for(|s| *s).await;
+                        },
+                        |report| {
+                            m_changed.notify_waiters();
+                            if !report.errors.is_empty() || !report.reconcile.errors.is_empty() {
+                                m_metrics.maintenance_error();
+                                tracing::warn!(errors = ?report.errors, reconcile = ?report.reconcile.errors, "maintenance reported errors");
+                            } else if report.recovered + report.expired + report.reconcile.settled > 0 {
+                                tracing::info!(recovered = report.recovered, expired = report.expired, settled = report.reconcile.settled, replayed = report.reconcile.replayed, "maintenance");
+                            }
+                        },
+                    )
+                    .await;
+            }),
+        ));
+
+        let mut tail_stop = stop.clone();
+        tasks.push((
+            "metrics tail",
+            tokio::spawn(
+                metrics
+                    .clone()
+                    .tail_outbox(engine, Duration::from_secs(1), async move {
+                        let _ = tail_stop.wait_for(|s| *s).await;
+                    }),
+            ),
+        ));
+
+        tracing::info!(%grpc_addr, %http_addr, metrics = ?metrics_addr, tls = config.tls_cert.is_some(), "intentkit serving");
+        Ok(Server {
+            grpc_addr,
+            http_addr,
+            metrics_addr,
+            shutdown,
+            grace: Duration::from_millis(config.shutdown_grace_ms),
+            tasks,
+        })
+    }
+
+    /// Where gRPC listens.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// Where the provider-facing receiver listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Where metrics are served, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Starts a graceful shutdown: no new connections, streams end, in-flight requests finish.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits for everything to stop, up to the configured grace; what is still running then
+    /// is aborted (a SQLite transaction is atomic, so nothing is left half-written). Returns
+    /// the names of the tasks that had to be aborted.
+    pub async fn wait(self) -> Vec<&'static str> {
+        let deadline = tokio::time::Instant::now() + self.grace;
+        let mut aborted = Vec::new();
+        for (name, mut task) in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+                tracing::warn!(task = name, "did not stop within the grace period; aborted");
+                aborted.push(name);
+            }
+        }
+        aborted
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn termination() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

@@ -100,7 +100,7 @@ pub const ERROR_DOMAIN: &str = "intentkit";
 pub struct ApiError {
     /// The status code.
     pub code: Code,
-    /// The stable machine code (`ErrorInfo.reason`), e.g. `IDEMPOTENCY_CONFLICT`, `E00009`.
+    /// The stable machine code (`ErrorInfo.reason`), e.g. `IDEMPOTENCY_CONFLICT`, `error_unsanitized_values`.
     pub reason: String,
     /// For people; never contains a secret (core's errors do not carry any).
     pub message: String,

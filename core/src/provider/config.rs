@@ -148,6 +148,9 @@ pub enum ConfigError {
         /// The environment variable that would provide it.
         env: String,
     },
+    /// A top-level key no part of intentkit reads (a typo, most likely).
+    #[error("unknown top-level key {0:?} in the config file")]
+    UnknownKey(String),
     /// A base URL is not http(s).
     #[error("{provider} account {account}: base_url must start with https:// or http://")]
     BaseUrl {
@@ -165,13 +168,16 @@ impl ConfigError {
     }
 }
 
+// Not `deny_unknown_fields`: a façade keeps its own tables (`[server]`) in the same file, and
+// `from_toml_with` refuses any top-level key that neither side claims.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawFile {
     #[serde(default)]
     pientegra: BTreeMap<String, RawPientegra>,
     #[serde(default)]
     decentro: BTreeMap<String, RawDecentro>,
+    #[serde(flatten)]
+    rest: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -270,6 +276,16 @@ impl ProvidersConfig {
         text: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
+        Self::from_toml_with(text, env, &[])
+    }
+
+    /// As [`ProvidersConfig::from_toml`], in a file that also holds the named top-level tables
+    /// of a façade (e.g. `server`), which are left to it.
+    pub fn from_toml_with(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+        other_tables: &[&str],
+    ) -> Result<Self, ConfigError> {
         let raw: RawFile = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
             ConfigError::Parse {
@@ -278,6 +294,13 @@ impl ProvidersConfig {
                 reason: e.message().to_string(),
             }
         })?;
+        if let Some(key) = raw
+            .rest
+            .keys()
+            .find(|k| !other_tables.contains(&k.as_str()))
+        {
+            return Err(ConfigError::UnknownKey(key.clone()));
+        }
         let mut config = ProvidersConfig::default();
         for (name, acc) in raw.pientegra {
             let account = AccountName::new(name.clone())
@@ -453,5 +476,17 @@ module_secret = "msecret"
             ProvidersConfig::from_toml(name, env(&[])),
             Err(ConfigError::AccountName(_))
         ));
+        let section = "[pientgra.a]\nbase_url = \"https://x\"\n[server]\nx = 1\n";
+        assert_eq!(
+            ProvidersConfig::from_toml_with(section, env(&[]), &["server"]).unwrap_err(),
+            ConfigError::UnknownKey("pientgra".into())
+        );
+        assert_eq!(
+            ProvidersConfig::from_toml("[server]\nx = 1\n", env(&[])).unwrap_err(),
+            ConfigError::UnknownKey("server".into())
+        );
+        assert!(
+            ProvidersConfig::from_toml_with("[server]\nx = 1\n", env(&[]), &["server"]).is_ok()
+        );
     }
 }

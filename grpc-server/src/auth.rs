@@ -1,0 +1,114 @@
+//! Bearer-token authentication for the gRPC service. Tokens are compared by their SHA-256
+//! digests, so the comparison's timing says nothing about a configured token.
+
+use intentkit_core::provider::Secret;
+use intentkit_proto::{ApiError, Code};
+use sha2::{Digest, Sha256};
+use tonic::{Request, Status};
+
+use crate::service::status_of;
+
+/// The token check. Cheap to clone.
+#[derive(Clone)]
+pub struct Auth {
+    digests: std::sync::Arc<Vec<[u8; 32]>>,
+    open: bool,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("tokens", &self.digests.len())
+            .field("open", &self.open)
+            .finish()
+    }
+}
+
+fn digest(token: &[u8]) -> [u8; 32] {
+    Sha256::digest(token).into()
+}
+
+impl Auth {
+    /// Accepts any of `tokens`; with `open`, and no tokens, accepts every call.
+    pub fn new(tokens: &[Secret], open: bool) -> Self {
+        Auth {
+            digests: std::sync::Arc::new(
+                tokens
+                    .iter()
+                    .map(|t| digest(t.expose().as_bytes()))
+                    .collect(),
+            ),
+            open,
+        }
+    }
+
+    /// The interceptor: passes the request on, or refuses it with `UNAUTHENTICATED`.
+    #[allow(clippy::result_large_err)]
+    pub fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
+        if self.open && self.digests.is_empty() {
+            return Ok(request);
+        }
+        let refuse = |reason: &str, message: &str| {
+            Err(status_of(&ApiError::new(
+                Code::Unauthenticated,
+                reason,
+                message,
+            )))
+        };
+        let Some(value) = request.metadata().get("authorization") else {
+            return refuse(
+                "AUTH_MISSING",
+                "missing authorization metadata; send `authorization: Bearer <token>`",
+            );
+        };
+        let Some(token) = value.to_str().ok().and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        }) else {
+            return refuse(
+                "AUTH_MALFORMED",
+                "authorization metadata must be `Bearer <token>`",
+            );
+        };
+        let d = digest(token.trim().as_bytes());
+        if self.digests.contains(&d) {
+            Ok(request)
+        } else {
+            refuse(
+                "AUTH_INVALID",
+                "the bearer token is not one this server accepts",
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(value: Option<&str>) -> Request<()> {
+        let mut r = Request::new(());
+        if let Some(v) = value {
+            r.metadata_mut().insert("authorization", v.parse().unwrap());
+        }
+        r
+    }
+
+    #[test]
+    fn tokens_are_checked() {
+        let a = Auth::new(&[Secret::new("t1"), Secret::new("t2")], false);
+        assert!(a.check(with(Some("Bearer t2"))).is_ok());
+        for (v, reason) in [
+            (None, "AUTH_MISSING"),
+            (Some("Basic abc"), "AUTH_MALFORMED"),
+            (Some("Bearer nope"), "AUTH_INVALID"),
+        ] {
+            let s = a.check(with(v)).unwrap_err();
+            assert_eq!(s.code(), tonic::Code::Unauthenticated);
+            use tonic_types::StatusExt;
+            assert_eq!(s.get_error_details().error_info().unwrap().reason, reason);
+        }
+        assert!(Auth::new(&[], true).check(with(None)).is_ok());
+        assert!(!format!("{a:?}").contains("t1"));
+    }
+}

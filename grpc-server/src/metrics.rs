@@ -1,0 +1,233 @@
+//! Prometheus metrics: requests and their latency, webhook outcomes, transitions by status,
+//! and outbox lag. Transitions are counted by tailing the outbox, so those applied by another
+//! instance on the same database, or by a background sweep, are counted too.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use intentkit_core::{ConsumerName, Engine};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 100 µs to about 6.5 s.
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 17))
+}
+
+/// The server's metrics. Cheap to clone; clones share the series.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    requests: Family<Labels, Counter>,
+    latency: Histograms,
+    webhooks: Family<Labels, Counter>,
+    transitions: Family<Labels, Counter>,
+    outbox_head: Gauge,
+    outbox_lag: Family<Labels, Gauge>,
+    maintenance_errors: Counter,
+    consumers: Arc<Mutex<BTreeSet<ConsumerName>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every series registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("intentkit");
+        let requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "grpc_requests",
+            "gRPC requests by method and status code",
+            requests.clone(),
+        );
+        let latency: Histograms = Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "grpc_request_duration_seconds",
+            "gRPC request latency by method",
+            latency.clone(),
+        );
+        let webhooks = Family::<Labels, Counter>::default();
+        registry.register(
+            "webhooks",
+            "provider webhooks and callbacks by provider and outcome",
+            webhooks.clone(),
+        );
+        let transitions = Family::<Labels, Counter>::default();
+        registry.register(
+            "outbox_events",
+            "outbox events written since this server started, by type",
+            transitions.clone(),
+        );
+        let outbox_head = Gauge::default();
+        registry.register(
+            "outbox_head_seq",
+            "the newest outbox sequence number",
+            outbox_head.clone(),
+        );
+        let outbox_lag = Family::<Labels, Gauge>::default();
+        registry.register(
+            "outbox_lag_events",
+            "events written but not yet acknowledged, by consumer",
+            outbox_lag.clone(),
+        );
+        let maintenance_errors = Counter::default();
+        registry.register(
+            "maintenance_errors",
+            "recovery, expiry or reconciliation passes that reported an error",
+            maintenance_errors.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            requests,
+            latency,
+            webhooks,
+            transitions,
+            outbox_head,
+            outbox_lag,
+            maintenance_errors,
+            consumers: Arc::default(),
+        }
+    }
+
+    /// Records one gRPC request.
+    pub fn request(&self, method: &'static str, code: &'static str, seconds: f64) {
+        self.requests
+            .get_or_create(&vec![
+                ("method", method.to_string()),
+                ("code", code.to_string()),
+            ])
+            .inc();
+        self.latency
+            .get_or_create(&vec![("method", method.to_string())])
+            .observe(seconds);
+    }
+
+    /// Records one provider delivery.
+    pub fn webhook(&self, provider: &str, outcome: &str) {
+        self.webhooks
+            .get_or_create(&vec![
+                ("provider", provider.to_string()),
+                ("outcome", outcome.to_string()),
+            ])
+            .inc();
+    }
+
+    /// Records a maintenance pass that reported errors.
+    pub fn maintenance_error(&self) {
+        self.maintenance_errors.inc();
+    }
+
+    /// Remembers a consumer, so that its lag is reported.
+    pub fn consumer(&self, name: &ConsumerName) {
+        if let Ok(mut c) = self.consumers.lock() {
+            c.insert(name.clone());
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Tails the outbox from its current head, counting events by type and refreshing the
+    /// lag gauges, until `stop` resolves.
+    pub async fn tail_outbox(
+        self,
+        engine: Engine,
+        every: std::time::Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(stop);
+        let mut cursor: Option<u64> = None;
+        loop {
+            let ledger = engine.ledger().clone();
+            let consumers: Vec<ConsumerName> = self
+                .consumers
+                .lock()
+                .map(|c| c.iter().cloned().collect())
+                .unwrap_or_default();
+            let from = cursor;
+            let step = tokio::task::spawn_blocking(move || {
+                let head = ledger.store().head_seq()?;
+                let start = from.unwrap_or(head);
+                let events = ledger.events_after(start, 1_000)?;
+                let lags = consumers
+                    .into_iter()
+                    .map(|c| ledger.position(&c).map(|p| (c, head.saturating_sub(p))))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok::<_, intentkit_core::CoreError>((head, start, events, lags))
+            })
+            .await;
+            if let Ok(Ok((head, start, events, lags))) = step {
+                self.outbox_head
+                    .set(i64::try_from(head).unwrap_or(i64::MAX));
+                let mut last = start;
+                for e in &events {
+                    self.transitions
+                        .get_or_create(&vec![("type", e.event_type.as_str().to_string())])
+                        .inc();
+                    last = e.seq;
+                }
+                cursor = Some(last);
+                for (c, lag) in lags {
+                    self.outbox_lag
+                        .get_or_create(&vec![("consumer", c.to_string())])
+                        .set(i64::try_from(lag).unwrap_or(i64::MAX));
+                }
+                if events.len() == 1_000 {
+                    continue;
+                }
+            }
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_render_in_the_text_format() {
+        let m = Metrics::new();
+        m.request("GetIntent", "OK", 0.002);
+        m.webhook("pientegra", "applied");
+        let text = m.render();
+        assert!(
+            text.contains(r#"intentkit_grpc_requests_total{method="GetIntent",code="OK"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("intentkit_grpc_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"intentkit_webhooks_total{provider="pientegra",outcome="applied"} 1"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,701 @@
+//! The gRPC façade end to end: a tonic client against the server on ephemeral ports, with
+//! both provider simulators delivering signed webhooks and callbacks over real HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use intentkit_grpc_server::{Listeners, Server, open_engine, sandbox};
+use intentkit_proto::v1;
+use intentkit_proto::v1::intent_service_client::IntentServiceClient;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+use tonic_types::StatusExt;
+
+type AddToken = Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send>;
+type Client = IntentServiceClient<InterceptedService<Channel, AddToken>>;
+
+struct Harness {
+    server: Option<Server>,
+    sims: sandbox::Simulators,
+    _dir: tempfile::TempDir,
+    database: std::path::PathBuf,
+}
+
+fn loopback() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+async fn start() -> Harness {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = sandbox::server_config(dir.path());
+    config.grpc_addr = loopback();
+    config.http_addr = loopback();
+    config.metrics_addr = Some(loopback());
+    config.maintenance_interval_ms = 500;
+    config.shutdown_grace_ms = 5_000;
+    let listeners = Listeners::bind(&config).await.unwrap();
+    let (sims, config) = sandbox::start_simulators(config, &listeners).await.unwrap();
+    let engine = open_engine(&config).unwrap();
+    let server = Server::start_on(&config.server, engine, listeners)
+        .await
+        .unwrap();
+    Harness {
+        database: config.server.database.clone(),
+        server: Some(server),
+        sims,
+        _dir: dir,
+    }
+}
+
+impl Harness {
+    fn server(&self) -> &Server {
+        self.server.as_ref().unwrap()
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.server().grpc_addr()))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    async fn client_with(&self, token: Option<&'static str>) -> Client {
+        let auth: AddToken = Box::new(move |mut r: Request<()>| {
+            if let Some(t) = token {
+                r.metadata_mut()
+                    .insert("authorization", format!("Bearer {t}").parse().unwrap());
+            }
+            Ok(r)
+        });
+        IntentServiceClient::with_interceptor(self.channel().await, auth)
+    }
+
+    async fn client(&self) -> Client {
+        self.client_with(Some(sandbox::SANDBOX_TOKEN)).await
+    }
+}
+
+fn deposit(key: &str, amount: i64) -> v1::CreateDepositRequest {
+    v1::CreateDepositRequest {
+        idempotency_key: key.into(),
+        account: sandbox::PIENTEGRA_ACCOUNT.into(),
+        amount_minor: amount,
+        currency: "TRY".into(),
+        reference: format!("order-{key}"),
+        user_id: "user-1".into(),
+        ..Default::default()
+    }
+}
+
+fn pientegra_id(i: &v1::Intent) -> String {
+    match i.provider_ref.as_ref().and_then(|r| r.r#ref.as_ref()) {
+        Some(v1::provider_ref::Ref::Pientegra(p)) => p.intent_id.clone(),
+        other => panic!("no pientegra ref: {other:?}"),
+    }
+}
+
+async fn control(root: &str, path: &str, body: serde_json::Value) {
+    let status = reqwest::Client::new()
+        .post(format!("{root}/_control/{path}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "control {path}: {status}");
+}
+
+async fn wait_for_status(client: &mut Client, id: &str, status: v1::IntentStatus) -> v1::Intent {
+    for _ in 0..250 {
+        let i = client
+            .get_intent(v1::GetIntentRequest { id: id.into() })
+            .await
+            .unwrap()
+            .into_inner();
+        if i.status == status as i32 {
+            return i;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("intent {id} never reached {status:?}");
+}
+
+fn reason(s: &Status) -> String {
+    let info = s.get_error_details();
+    let info = info.error_info().expect("an ErrorInfo detail");
+    assert_eq!(info.domain, "intentkit");
+    info.reason.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposit_flows_through_every_rpc_with_the_webhook_over_http() {
+    let h = start().await;
+    let mut c = h.client().await;
+
+    // Create: pending with a hosted page; the same key replays the same intent.
+    let created = c
+        .create_deposit(deposit("k-1", 150_000))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.status, v1::IntentStatus::Pending as i32);
+    assert_eq!(created.amount_minor, 150_000);
+    assert!(matches!(
+        created.handoff.as_ref().and_then(|h| h.handoff.as_ref()),
+        Some(v1::payer_handoff::Handoff::HostedPage(p)) if p.url.contains("/d/")
+    ));
+    let again = c
+        .create_deposit(deposit("k-1", 150_000))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.id, created.id);
+    assert_eq!(h.sims.pientegra.intent_count(), 1);
+
+    // Pientegra approves a different amount; its signed webhook reaches the receiver.
+    let pid = pientegra_id(&created);
+    control(
+        &h.sims.pientegra.root_url(),
+        &format!("intents/{pid}/approve"),
+        serde_json::json!({"amount": 149000}),
+    )
+    .await;
+    let approved = wait_for_status(&mut c, &created.id, v1::IntentStatus::Approved).await;
+    assert_eq!(approved.approved_amount_minor, Some(149_000));
+
+    // Refresh asks Pientegra once and changes nothing.
+    let refreshed = c
+        .refresh_intent(v1::RefreshIntentRequest {
+            id: created.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(refreshed.status, v1::IntentStatus::Approved as i32);
+
+    // Cancel another before payment.
+    let other = c
+        .create_deposit(deposit("k-2", 20_000))
+        .await
+        .unwrap()
+        .into_inner();
+    let canceled = c
+        .cancel_intent(v1::CancelIntentRequest {
+            id: other.id.clone(),
+            reason: "changed my mind".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(canceled.status, v1::IntentStatus::Canceled as i32);
+    assert_eq!(canceled.reason, "changed my mind");
+
+    // List: filters and pages.
+    let _third = c
+        .create_deposit(deposit("k-3", 30_000))
+        .await
+        .unwrap()
+        .into_inner();
+    let page1 = c
+        .list_intents(v1::ListIntentsRequest {
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page1.intents.len(), 2);
+    assert!(!page1.next_page_token.is_empty());
+    let page2 = c
+        .list_intents(v1::ListIntentsRequest {
+            page_size: 2,
+            page_token: page1.next_page_token.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page2.intents.len(), 1);
+    assert!(page2.next_page_token.is_empty());
+    assert_eq!(page2.intents[0].id, created.id, "newest first");
+    let approved_only = c
+        .list_intents(v1::ListIntentsRequest {
+            statuses: vec![v1::IntentStatus::Approved as i32],
+            provider: v1::Provider::Pientegra as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(approved_only.intents.len(), 1);
+
+    // Events: poll, ack, and the approval carries the approved amount.
+    let events = c
+        .list_events(v1::ListEventsRequest {
+            consumer: "ledger".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let types: Vec<_> = events
+        .events
+        .iter()
+        .filter(|e| e.intent_id == created.id)
+        .map(|e| e.type_name.as_str())
+        .collect();
+    assert_eq!(
+        types,
+        ["intent.created", "intent.pending", "intent.approved"]
+    );
+    let credit = events
+        .events
+        .iter()
+        .find(|e| e.r#type == v1::EventType::Approved as i32)
+        .unwrap();
+    assert_eq!(
+        credit.business_key,
+        format!("intent.approved:{}", created.id)
+    );
+    assert_eq!(
+        credit.intent.as_ref().unwrap().approved_amount_minor,
+        Some(149_000)
+    );
+    let last = events.events.last().unwrap().seq;
+    let acked = c
+        .ack_events(v1::AckEventsRequest {
+            consumer: "ledger".into(),
+            seq: last,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(acked.acked_seq, last);
+    let rest = c
+        .list_events(v1::ListEventsRequest {
+            consumer: "ledger".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(rest.events.is_empty());
+    assert_eq!(rest.acked_seq, last);
+
+    // Metrics saw the requests and the webhook.
+    let m = reqwest::get(format!(
+        "http://{}/metrics",
+        h.server().metrics_addr().unwrap()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        m.contains(r#"intentkit_grpc_requests_total{method="CreateDeposit",code="OK"}"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"intentkit_webhooks_total{provider="pientegra",outcome="applied"}"#),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_verification_settles_from_the_decentro_callback() {
+    let h = start().await;
+    let mut c = h.client().await;
+    let created = c
+        .create_account_verification(v1::CreateAccountVerificationRequest {
+            idempotency_key: "v-1".into(),
+            account: sandbox::DECENTRO_ACCOUNT.into(),
+            reference: "verify-user-1".into(),
+            user_id: "user-1".into(),
+            purpose_message: "Verify account".into(),
+            generate_qr: true,
+            generate_uri: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.status, v1::IntentStatus::Pending as i32);
+    let Some(v1::payer_handoff::Handoff::Upi(upi)) =
+        created.handoff.as_ref().and_then(|h| h.handoff.clone())
+    else {
+        panic!("no UPI hand-off: {created:?}");
+    };
+    assert!(!upi.short_link.is_empty() && !upi.qr_code.is_empty() && !upi.gpay_uri.is_empty());
+    let txn = match created.provider_ref.as_ref().and_then(|r| r.r#ref.clone()) {
+        Some(v1::provider_ref::Ref::Decentro(d)) => d.txn_id,
+        other => panic!("{other:?}"),
+    };
+    control(
+        h.sims.decentro.base_url(),
+        &format!("transactions/{txn}/pay"),
+        serde_json::json!({}),
+    )
+    .await;
+    let done = wait_for_status(&mut c, &created.id, v1::IntentStatus::Approved).await;
+    let payer = done.verified_payer.unwrap();
+    assert!(!payer.masked_account_number.is_empty() && !payer.ifsc.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_their_code_and_stable_reason() {
+    let h = start().await;
+    let mut c = h.client().await;
+
+    let s = c
+        .get_intent(v1::GetIntentRequest {
+            id: "01a20000-0000-7000-8000-000000000000".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (s.code(), reason(&s).as_str()),
+        (Code::NotFound, "INTENT_NOT_FOUND")
+    );
+
+    let s = c
+        .get_intent(v1::GetIntentRequest { id: "nope".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (s.code(), reason(&s).as_str()),
+        (Code::InvalidArgument, "INVALID_ARGUMENT")
+    );
+
+    let s = c.create_deposit(deposit("", 10_000)).await.unwrap_err();
+    assert_eq!(s.code(), Code::InvalidArgument);
+    assert!(s.message().contains("idempotency_key"), "{}", s.message());
+
+    c.create_deposit(deposit("same", 10_000)).await.unwrap();
+    let s = c.create_deposit(deposit("same", 10_001)).await.unwrap_err();
+    assert_eq!(
+        (s.code(), reason(&s).as_str()),
+        (Code::AlreadyExists, "IDEMPOTENCY_CONFLICT")
+    );
+
+    let s = c.create_deposit(deposit("tiny", 10)).await.unwrap_err();
+    assert_eq!(
+        (s.code(), reason(&s).as_str()),
+        (Code::InvalidArgument, "amount_below_min")
+    );
+
+    let mut r = deposit("elsewhere", 10_000);
+    r.account = "no-such-account".into();
+    let s = c.create_deposit(r).await.unwrap_err();
+    assert_eq!(
+        (s.code(), reason(&s).as_str()),
+        (Code::NotFound, "UNKNOWN_ACCOUNT")
+    );
+
+    let s = c
+        .create_account_verification(v1::CreateAccountVerificationRequest {
+            idempotency_key: "v-bad".into(),
+            account: sandbox::DECENTRO_ACCOUNT.into(),
+            reference: "v-bad".into(),
+            user_id: "u".into(),
+            purpose_message: "Verify #1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::InvalidArgument);
+    assert_eq!(reason(&s), "error_unsanitized_values");
+
+    // Cancel after approval: the state machine refuses.
+    let i = c
+        .create_deposit(deposit("paid", 10_000))
+        .await
+        .unwrap()
+        .into_inner();
+    control(
+        &h.sims.pientegra.root_url(),
+        &format!("intents/{}/approve", pientegra_id(&i)),
+        serde_json::json!({}),
+    )
+    .await;
+    wait_for_status(&mut c, &i.id, v1::IntentStatus::Approved).await;
+    let s = c
+        .cancel_intent(v1::CancelIntentRequest {
+            id: i.id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (s.code(), reason(&s).as_str()),
+        (Code::FailedPrecondition, "INVALID_TRANSITION")
+    );
+
+    let s = c
+        .ack_events(v1::AckEventsRequest {
+            consumer: "ledger".into(),
+            seq: 1_000_000,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_without_a_valid_token_are_refused_but_health_is_open() {
+    let h = start().await;
+    for token in [None, Some("wrong-token")] {
+        let mut c = h.client_with(token).await;
+        let s = c
+            .get_intent(v1::GetIntentRequest { id: "x".into() })
+            .await
+            .unwrap_err();
+        assert_eq!(s.code(), Code::Unauthenticated, "{token:?}");
+        assert!(reason(&s).starts_with("AUTH_"));
+    }
+    let mut health = tonic_health::pb::health_client::HealthClient::new(h.channel().await);
+    let r = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "intentkit.v1.IntentService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handle_webhook_rpc_verifies_what_the_host_passes_on() {
+    let h = start().await;
+    let mut c = h.client().await;
+    let i = c
+        .create_deposit(deposit("wh", 10_000))
+        .await
+        .unwrap()
+        .into_inner();
+    let body = format!(
+        r#"{{"eventId":"evt-rpc-1","eventType":"intent.rejected","occurredAt":"2026-11-22T10:00:00.000Z","intent":{{"id":"{}","referenceNo":null,"externalUserId":"user-1","requestedAmount":"10000","amount":"10000","currency":"TRY","status":"REJECTED","rejectedReason":"Name mismatch"}}}}"#,
+        pientegra_id(&i)
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let secret = intentkit_sandbox::pientegra::Config::default().webhook_secret;
+    let signed =
+        intentkit_core::provider::pientegra::signature_header(&secret, now, body.as_bytes());
+    let call = |sig: String| v1::HandleWebhookRequest {
+        provider: v1::Provider::Pientegra as i32,
+        account: sandbox::PIENTEGRA_ACCOUNT.into(),
+        headers: [(
+            intentkit_core::provider::pientegra::SIGNATURE_HEADER.to_string(),
+            sig,
+        )]
+        .into(),
+        body: body.clone().into_bytes(),
+    };
+    let forged = c
+        .handle_webhook(call(flip_last(&signed)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (forged.http_status, forged.outcome.as_str()),
+        (400, "refused")
+    );
+    assert_eq!(forged.reason, "WEBHOOK_SIGNATURE_MISMATCH");
+
+    let ok = c
+        .handle_webhook(call(signed.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((ok.http_status, ok.outcome.as_str()), (200, "applied"));
+    let dup = c.handle_webhook(call(signed)).await.unwrap().into_inner();
+    assert_eq!((dup.http_status, dup.outcome.as_str()), (200, "duplicate"));
+    let r = wait_for_status(&mut c, &i.id, v1::IntentStatus::Rejected).await;
+    assert_eq!(r.reason, "Name mismatch");
+
+    // The receiver's own refusals: unknown account, oversized body.
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", h.server().http_addr());
+    let r = http
+        .post(format!("{base}/webhooks/pientegra/nobody"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let r = http
+        .post(format!(
+            "{base}/webhooks/pientegra/{}",
+            sandbox::PIENTEGRA_ACCOUNT
+        ))
+        .body(vec![b'x'; 100_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+}
+
+/// The same header with its last hex digit changed: well-formed, but wrong.
+fn flip_last(header: &str) -> String {
+    let mut s = header.to_string();
+    let last = s.pop().unwrap();
+    s.push(if last == '0' { '1' } else { '0' });
+    s
+}
+
+async fn read_events(stream: &mut tonic::Streaming<v1::Event>, n: usize) -> Vec<v1::Event> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let e = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .expect("the stream to stay open");
+        out.push(e);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_resumes_after_a_disconnect_with_nothing_lost_or_repeated() {
+    let h = start().await;
+    let mut c = h.client().await;
+    for k in 0..3 {
+        c.create_deposit(deposit(&format!("s-{k}"), 10_000))
+            .await
+            .unwrap();
+    }
+    // 3 intents × (created, pending) = 6 events.
+    let mut stream = c
+        .stream_events(v1::StreamEventsRequest {
+            consumer: "ledger".into(),
+            after_seq: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = read_events(&mut stream, 4).await;
+    c.ack_events(v1::AckEventsRequest {
+        consumer: "ledger".into(),
+        seq: first[3].seq,
+    })
+    .await
+    .unwrap();
+    drop(stream);
+
+    // Written while nobody listens.
+    for k in 3..5 {
+        c.create_deposit(deposit(&format!("s-{k}"), 10_000))
+            .await
+            .unwrap();
+    }
+    let mut stream = c
+        .stream_events(v1::StreamEventsRequest {
+            consumer: "ledger".into(),
+            after_seq: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let rest = read_events(&mut stream, 6).await;
+    let seqs: Vec<u64> = first.iter().chain(&rest).map(|e| e.seq).collect();
+    let expected: Vec<u64> = (1..=10).collect();
+    assert_eq!(seqs, expected, "every event once, in order");
+
+    // A live event arrives on the open stream.
+    c.create_deposit(deposit("s-live", 10_000)).await.unwrap();
+    let live = read_events(&mut stream, 2).await;
+    assert_eq!(live[0].seq, 11);
+    assert_eq!(live[0].type_name, "intent.created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_under_load_finishes_in_flight_work_and_ends_streams_with_a_status() {
+    let mut h = start().await;
+    let mut c = h.client().await;
+    let mut stream = c
+        .stream_events(v1::StreamEventsRequest {
+            consumer: "watcher".into(),
+            after_seq: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Eight clients creating deposits as fast as they can.
+    let ok = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let mut c = h.client().await;
+        let ok = ok.clone();
+        workers.push(tokio::spawn(async move {
+            let mut refused = 0;
+            for n in 0..1_000 {
+                match c
+                    .create_deposit(deposit(&format!("load-{w}-{n}"), 10_000))
+                    .await
+                {
+                    Ok(r) => ok.lock().unwrap().push(r.into_inner().id),
+                    Err(s) => {
+                        // After shutdown: refused cleanly, never a half-done create.
+                        assert!(
+                            matches!(
+                                s.code(),
+                                Code::Unavailable | Code::Cancelled | Code::Unknown
+                            ),
+                            "{s:?}"
+                        );
+                        refused += 1;
+                        if refused > 3 {
+                            break;
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let server = h.server.take().unwrap();
+    server.shutdown();
+    let aborted = server.wait().await;
+    assert!(aborted.is_empty(), "aborted: {aborted:?}");
+    for w in workers {
+        w.await.unwrap();
+    }
+
+    // The stream ended with a status saying why.
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("the stream ends")
+        {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended without a status"),
+            Err(s) => break s,
+        }
+    };
+    assert_eq!(end.code(), Code::Unavailable);
+    assert_eq!(reason(&end), "SHUTTING_DOWN");
+
+    // Every create a client saw succeed is in the database, pending, with its hand-off.
+    let ok = ok.lock().unwrap().clone();
+    assert!(ok.len() > 10, "the load ran: {} creates", ok.len());
+    let store = intentkit_core::SqliteStore::open(&h.database, Default::default()).unwrap();
+    let ledger =
+        intentkit_core::Ledger::new(Arc::new(store), Arc::new(intentkit_core::SystemClock));
+    for id in &ok {
+        let i = ledger.get(id.parse().unwrap()).unwrap();
+        assert_eq!(i.status, intentkit_core::IntentStatus::Pending, "{id}");
+    }
+    h.sims.shutdown();
+}
