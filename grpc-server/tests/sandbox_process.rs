@@ -1,0 +1,120 @@
+//! The README's main job as a separate process: `intentkitd --sandbox` starts, prints a demo
+//! deposit that works, serves it over gRPC, settles it from a real webhook, and stops cleanly
+//! on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use intentkit_proto::v1;
+use intentkit_proto::v1::intent_service_client::IntentServiceClient;
+
+fn field<'a>(lines: &'a [String], prefix: &str) -> &'a str {
+    lines
+        .iter()
+        .find_map(|l| l.trim_start().strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no line starting {prefix:?} in {lines:#?}"))
+        .trim()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_runs_a_deposit_end_to_end_and_stops_on_sigterm() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_intentkitd"))
+        .args(["--sandbox", "--data-dir"])
+        .arg(dir.path())
+        .env("INTENTKIT_SERVER_GRPC_ADDR", "127.0.0.1:0")
+        .env("INTENTKIT_SERVER_HTTP_ADDR", "127.0.0.1:0")
+        .env("INTENTKIT_SERVER_METRICS_ADDR", "")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.contains("StreamEvents")) {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "intentkitd exited early: {lines:#?}"
+        );
+        lines.push(line);
+    }
+    let grpc = field(&lines, "gRPC")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let url = lines
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| l.contains("/d/"))
+        .unwrap()
+        .to_string();
+    let approve = field(&lines, "curl -X POST").to_string();
+    let id = lines
+        .iter()
+        .find_map(|l| l.split("\"id\":\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+
+    // The hosted page the sandbox printed is live.
+    let page = reqwest::get(&url).await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+
+    // The printed grpcurl call, made with a tonic client.
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = IntentServiceClient::with_interceptor(channel, |mut r: tonic::Request<()>| {
+        r.metadata_mut()
+            .insert("authorization", "Bearer sandbox-token".parse().unwrap());
+        Ok(r)
+    });
+    let get = |client: &mut IntentServiceClient<_>| {
+        let mut c = client.clone();
+        let id = id.clone();
+        async move {
+            c.get_intent(v1::GetIntentRequest { id })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    assert_eq!(
+        get(&mut client).await.status,
+        v1::IntentStatus::Pending as i32
+    );
+
+    // The printed approval: the simulator signs a webhook to the sandbox's receiver.
+    let r = reqwest::Client::new().post(&approve).send().await.unwrap();
+    assert!(r.status().is_success(), "{approve}: {}", r.status());
+    let mut approved = false;
+    for _ in 0..250 {
+        if get(&mut client).await.status == v1::IntentStatus::Approved as i32 {
+            approved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(approved, "the webhook settled the demo deposit");
+
+    // SIGTERM: a clean stop.
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert!(rest.contains("stopped"), "{rest}");
+}
