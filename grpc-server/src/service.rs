@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::Stream;
-use intentkit_core::{AccountName, ConsumerName, Engine, EngineError};
-use intentkit_proto::convert;
+use intentkit_core::Engine;
 use intentkit_proto::v1;
 use intentkit_proto::v1::intent_service_server::IntentService;
 use intentkit_proto::{ApiError, Code};
+use intentkit_proto::{convert, ops};
 use tokio::sync::{Notify, mpsc, watch};
 use tonic::{Request, Response, Status};
 
@@ -40,10 +40,6 @@ pub fn status_of(e: &ApiError) -> Status {
             metadata,
         ),
     )
-}
-
-fn engine_status(e: EngineError) -> Status {
-    status_of(&ApiError::from(&e))
 }
 
 fn core_status(e: intentkit_core::CoreError) -> Status {
@@ -82,13 +78,13 @@ impl Service {
         }
     }
 
-    async fn observe<T>(
+    fn observe<T>(
         &self,
         method: &'static str,
-        f: impl Future<Output = Result<T, Status>>,
+        start: Instant,
+        result: Result<T, ApiError>,
     ) -> Result<Response<T>, Status> {
-        let start = Instant::now();
-        let result = f.await;
+        let result = result.map_err(|e| status_of(&e));
         let code = match &result {
             Ok(_) => "OK",
             Err(s) => Code::ALL
@@ -123,120 +119,73 @@ impl IntentService for Service {
         &self,
         request: Request<v1::CreateDepositRequest>,
     ) -> Result<Response<v1::Intent>, Status> {
-        self.observe("CreateDeposit", async {
-            let (req, key) = convert::deposit_request(request.into_inner()).map_err(core_status)?;
-            let result = self.engine.create_deposit(req, key).await;
-            self.wrote();
-            result.map(|i| convert::intent(&i)).map_err(engine_status)
-        })
-        .await
+        let start = Instant::now();
+        let r = ops::create_deposit(&self.engine, request.into_inner()).await;
+        self.wrote();
+        self.observe("CreateDeposit", start, r)
     }
 
     async fn create_account_verification(
         &self,
         request: Request<v1::CreateAccountVerificationRequest>,
     ) -> Result<Response<v1::Intent>, Status> {
-        self.observe("CreateAccountVerification", async {
-            let (req, key) =
-                convert::account_verification_request(request.into_inner()).map_err(core_status)?;
-            let result = self.engine.create_account_verification(req, key).await;
-            self.wrote();
-            result.map(|i| convert::intent(&i)).map_err(engine_status)
-        })
-        .await
+        let start = Instant::now();
+        let r = ops::create_account_verification(&self.engine, request.into_inner()).await;
+        self.wrote();
+        self.observe("CreateAccountVerification", start, r)
     }
 
     async fn get_intent(
         &self,
         request: Request<v1::GetIntentRequest>,
     ) -> Result<Response<v1::Intent>, Status> {
-        self.observe("GetIntent", async {
-            let id = convert::intent_id(&request.get_ref().id).map_err(core_status)?;
-            self.engine
-                .get(id)
-                .await
-                .map(|i| convert::intent(&i))
-                .map_err(engine_status)
-        })
-        .await
+        let start = Instant::now();
+        let r = ops::get_intent(&self.engine, request.into_inner()).await;
+        self.observe("GetIntent", start, r)
     }
 
     async fn list_intents(
         &self,
         request: Request<v1::ListIntentsRequest>,
     ) -> Result<Response<v1::ListIntentsResponse>, Status> {
-        self.observe("ListIntents", async {
-            let (filter, cursor, size) =
-                convert::list_request(request.get_ref()).map_err(core_status)?;
-            let (intents, next) = self
-                .engine
-                .list(filter, cursor, size)
-                .await
-                .map_err(engine_status)?;
-            Ok(v1::ListIntentsResponse {
-                intents: intents.iter().map(convert::intent).collect(),
-                next_page_token: next.as_ref().map(convert::page_token).unwrap_or_default(),
-            })
-        })
-        .await
+        let start = Instant::now();
+        let r = ops::list_intents(&self.engine, request.into_inner()).await;
+        self.observe("ListIntents", start, r)
     }
 
     async fn cancel_intent(
         &self,
         request: Request<v1::CancelIntentRequest>,
     ) -> Result<Response<v1::Intent>, Status> {
-        self.observe("CancelIntent", async {
-            let r = request.into_inner();
-            let id = convert::intent_id(&r.id).map_err(core_status)?;
-            let reason = (!r.reason.is_empty()).then_some(r.reason);
-            let result = self.engine.cancel(id, reason).await;
-            self.wrote();
-            result.map(|i| convert::intent(&i)).map_err(engine_status)
-        })
-        .await
+        let start = Instant::now();
+        let r = ops::cancel_intent(&self.engine, request.into_inner()).await;
+        self.wrote();
+        self.observe("CancelIntent", start, r)
     }
 
     async fn refresh_intent(
         &self,
         request: Request<v1::RefreshIntentRequest>,
     ) -> Result<Response<v1::Intent>, Status> {
-        self.observe("RefreshIntent", async {
-            let id = convert::intent_id(&request.get_ref().id).map_err(core_status)?;
-            let result = self.engine.refresh(id).await;
-            self.wrote();
-            result.map(|i| convert::intent(&i)).map_err(engine_status)
-        })
-        .await
+        let start = Instant::now();
+        let r = ops::refresh_intent(&self.engine, request.into_inner()).await;
+        self.wrote();
+        self.observe("RefreshIntent", start, r)
     }
 
     async fn handle_webhook(
         &self,
         request: Request<v1::HandleWebhookRequest>,
     ) -> Result<Response<v1::HandleWebhookResponse>, Status> {
-        self.observe("HandleWebhook", async {
-            let r = request.into_inner();
-            let provider = convert::from_provider(r.provider).map_err(core_status)?;
-            let account = AccountName::new(r.account).map_err(core_status)?;
-            let headers: HashMap<String, String> = r
-                .headers
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .collect();
-            let d = self
-                .engine
-                .handle_webhook(
-                    provider,
-                    &account,
-                    |name| headers.get(&name.to_ascii_lowercase()).cloned(),
-                    &r.body,
-                )
-                .await;
-            self.wrote();
-            let answer = convert::webhook_response(&d, provider);
-            self.metrics.webhook(provider.as_str(), &answer.outcome);
-            Ok(answer)
-        })
-        .await
+        let start = Instant::now();
+        let request = request.into_inner();
+        let provider = convert::from_provider(request.provider).ok();
+        let r = ops::handle_webhook(&self.engine, request).await;
+        self.wrote();
+        if let (Ok(answer), Some(p)) = (&r, provider) {
+            self.metrics.webhook(p.as_str(), &answer.outcome);
+        }
+        self.observe("HandleWebhook", start, r)
     }
 
     type StreamEventsStream = EventStream;
@@ -319,44 +268,26 @@ impl IntentService for Service {
         &self,
         request: Request<v1::ListEventsRequest>,
     ) -> Result<Response<v1::ListEventsResponse>, Status> {
-        self.observe("ListEvents", async {
-            let r = request.into_inner();
-            let consumer = convert::consumer(&r.consumer).map_err(core_status)?;
-            self.metrics.consumer(&consumer);
-            let limit = convert::events_limit(r.limit);
-            let ledger = self.engine.ledger().clone();
-            let (events, acked) = tokio::task::spawn_blocking(move || {
-                let acked = ledger.position(&consumer)?;
-                let events = ledger.events_after(r.after_seq.unwrap_or(acked), limit)?;
-                Ok::<_, intentkit_core::CoreError>((events, acked))
-            })
-            .await
-            .map_err(|e| Status::internal(format!("store task: {e}")))?
-            .map_err(core_status)?;
-            Ok(v1::ListEventsResponse {
-                events: events.iter().map(convert::event).collect(),
-                acked_seq: acked,
-            })
-        })
-        .await
+        let r = request.into_inner();
+        if let Ok(c) = convert::consumer(&r.consumer) {
+            self.metrics.consumer(&c);
+        }
+        let start = Instant::now();
+        let r = ops::list_events(&self.engine, r).await;
+        self.observe("ListEvents", start, r)
     }
 
     async fn ack_events(
         &self,
         request: Request<v1::AckEventsRequest>,
     ) -> Result<Response<v1::AckEventsResponse>, Status> {
-        self.observe("AckEvents", async {
-            let r = request.into_inner();
-            let consumer: ConsumerName = convert::consumer(&r.consumer).map_err(core_status)?;
-            self.metrics.consumer(&consumer);
-            let ledger = self.engine.ledger().clone();
-            let acked = tokio::task::spawn_blocking(move || ledger.ack(&consumer, r.seq))
-                .await
-                .map_err(|e| Status::internal(format!("store task: {e}")))?
-                .map_err(core_status)?;
-            Ok(v1::AckEventsResponse { acked_seq: acked })
-        })
-        .await
+        let r = request.into_inner();
+        if let Ok(c) = convert::consumer(&r.consumer) {
+            self.metrics.consumer(&c);
+        }
+        let start = Instant::now();
+        let r = ops::ack_events(&self.engine, r).await;
+        self.observe("AckEvents", start, r)
     }
 }
 

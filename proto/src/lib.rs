@@ -14,6 +14,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/intentkit_descriptor.bin"));
 
 pub mod convert;
+pub mod ops;
 pub mod status;
 
 pub use status::{ApiError, Code};
