@@ -7,10 +7,14 @@ cd "$(dirname "$0")/.."
 need() { command -v "$1" >/dev/null 2>&1 || { echo "missing $1: $2" >&2; exit 1; }; }
 need cargo "install Rust (rustup) first"
 
-# Debian packages the suites use: Chromium and its driver for the hosted-page browser test.
+# Debian packages the suites use: Chromium and its driver for the hosted-page browser test;
+# php-cli (with FFI) and valgrind for the bindings' tests.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+command -v php >/dev/null 2>&1 || missing+=(php-cli)
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
   echo "installing ${missing[*]} from Debian"
@@ -18,8 +22,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Rust: unit, property, store, contract, browser and doc tests of every crate.
+# Rust: unit, property, store, contract, browser, gRPC and doc tests of every crate.
 cargo test --workspace --locked
+
+# The committed C and PHP headers are what the code generates (fails on drift).
+cargo test -q --locked -p intentkit-ffi --features headers --test headers
+
+# The C and PHP bindings against the simulators (C under valgrind).
+bash bindings/run-tests.sh
 
 # The main job, twice on one database file: the second run must replay every create, apply
 # nothing new, and find the outbox fully acknowledged (exactly once across processes).

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The C and PHP bindings' tests, against the Pientegra and Decentro simulators:
+#  - C: the example and the test suite, compiled with -Wall -Wextra -Werror, the suite run
+#    under valgrind (no definite leaks, no invalid access: any error fails the run);
+#  - PHP: the class's flow test, 4 processes on one SQLite file, and a 10,000-call memory test.
+# Called by scripts/test.sh after `cargo build`; needs gcc, valgrind and php-cli with FFI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-$PWD/target}/debug
+cargo build -q --locked -p intentkit-ffi -p intentkit-sandbox
+export LD_LIBRARY_PATH="$target${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+work=$(mktemp -d)
+sim_pid=""
+cleanup() { [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+# Simulators on free ports; their base URLs come from what they print.
+"$target/intentkit-sandbox" --pientegra 127.0.0.1:0 --decentro 127.0.0.1:0 >"$work/sim.txt" 2>&1 &
+sim_pid=$!
+for _ in $(seq 100); do grep -q "control endpoints" "$work/sim.txt" && break; sleep 0.1; done
+p_base=$(sed -n 's/^pientegra simulator: base_url \([^ ]*\).*/\1/p' "$work/sim.txt")
+d_base=$(sed -n 's/^decentro simulator: *base_url \([^ ]*\).*/\1/p' "$work/sim.txt")
+p_root=${p_base%/api/v1}
+[ -n "$p_base" ] && [ -n "$d_base" ] || { cat "$work/sim.txt"; echo "simulators did not start" >&2; exit 1; }
+
+config() { # config FILE DATABASE
+  cat >"$1" <<TOML
+[ffi]
+database = "$2"
+call_timeout_ms = 20000
+
+[pientegra.tr-main]
+base_url = "$p_base"
+api_key = "pk_sandbox"
+webhook_secret = "whsec_c2FuZGJveA"
+
+[decentro.in-main]
+base_url = "$d_base"
+client_id = "sandbox_client"
+client_secret = "sandbox_client_secret"
+module_secret = "sandbox_module_secret"
+provider_secret = "sandbox_provider_secret"
+TOML
+}
+
+echo "== C (gcc -Wall -Wextra -Werror, valgrind)"
+cflags=(-std=c11 -Wall -Wextra -Werror -g -I bindings/c)
+gcc "${cflags[@]}" bindings/c/example.c -L "$target" -lintentkit -o "$work/example"
+gcc "${cflags[@]}" -pthread bindings/c/tests/test_intentkit.c -L "$target" -lintentkit -o "$work/test_c"
+config "$work/example.toml" "$work/example.db"
+"$work/example" "$work/example.toml" | grep -q '"status":"INTENT_STATUS_PENDING"'
+echo "c example: 1 passed, 0 failed"
+config "$work/c.toml" "$work/c.db"
+valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+  --show-leak-kinds=definite "$work/test_c" "$work/c.toml" "$p_root"
+
+echo "== PHP (FFI)"
+php -r 'exit(extension_loaded("FFI") ? 0 : 1);' || { echo "php's FFI extension is not enabled" >&2; exit 1; }
+config "$work/php.toml" "$work/php.db"
+INTENTKIT_LIB="$target/libintentkit.so" php bindings/php/tests/run.php "$work/php.toml" "$p_root"
