@@ -309,6 +309,88 @@ fn concurrent_contradicting_deliveries_settle_once() {
 }
 
 #[test]
+fn commits_grouped_into_one_transaction_keep_their_own_outcomes() {
+    // 8 threads deliver to 16 intents at once, so commits queue and are written in groups:
+    // each commit's outcome must be its own, a failing one must not take its group with it,
+    // and the outbox must stay gapless.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let (ledger, _) = open(&path);
+    let ids: Vec<_> = (0..16)
+        .map(|n| {
+            let id = ledger
+                .create(deposit(100_000 + n), key(&format!("g-{n}")))
+                .unwrap()
+                .intent
+                .id;
+            ledger.apply(id, handoff(&format!("p-{n}"))).unwrap();
+            id
+        })
+        .collect();
+    // Intent 0's approval fails in the database, whichever group it lands in.
+    let side = rusqlite::Connection::open(&path).unwrap();
+    side.execute_batch(&format!(
+        "CREATE TRIGGER fail_one BEFORE INSERT ON outbox
+         WHEN NEW.event_type = 'intent.approved' AND NEW.intent_id = '{}'
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+        ids[0]
+    ))
+    .unwrap();
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let (ledger, ids, barrier) = (ledger.clone(), ids.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                // Every thread delivers every intent's approval (the same event id): one
+                // applies, the rest are duplicates.
+                ids.iter()
+                    .cycle()
+                    .skip(t * 2)
+                    .take(ids.len())
+                    .map(|id| {
+                        (
+                            *id,
+                            ledger.apply(*id, approved(100_000, &format!("evt-{id}"))),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    for (id, results) in ids
+        .iter()
+        .map(|id| (id, outcomes.iter().filter(move |(i, _)| i == id)))
+    {
+        let results: Vec<_> = results.map(|(_, r)| r).collect();
+        if *id == ids[0] {
+            assert!(
+                results
+                    .iter()
+                    .all(|r| matches!(r, Err(CoreError::Store(_)))),
+                "{results:?}"
+            );
+        } else {
+            let applied = results
+                .iter()
+                .filter(|r| matches!(r, Ok(ApplyOutcome::Applied { .. })))
+                .count();
+            assert_eq!(applied, 1, "{id}: {results:?}");
+            assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+        }
+    }
+    let events = all_events(&ledger);
+    assert_eq!(count(&events, EventType::Approved), 15);
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "gapless");
+    assert_eq!(ledger.get(ids[0]).unwrap().status, IntentStatus::Pending);
+}
+
+#[test]
 fn a_failed_commit_leaves_no_outbox_event_and_no_change() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("k.db");
