@@ -699,3 +699,146 @@ async fn shutdown_under_load_finishes_in_flight_work_and_ends_streams_with_a_sta
     }
     h.sims.shutdown();
 }
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let ok = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (Debian's openssl package) must be installed")
+        .success();
+    assert!(ok, "openssl {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_from_config_serves_only_tls_clients() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A CA and a server certificate for localhost signed by it.
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        d,
+        &[
+            &["req", "-x509"][..],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=intentkit test CA",
+            ][..],
+        ]
+        .concat(),
+    );
+    openssl(
+        d,
+        &[
+            &["req"][..],
+            &ec[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ][..],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+
+    let mut config = sandbox::server_config(d);
+    config.grpc_addr = loopback();
+    config.http_addr = loopback();
+    config.metrics_addr = None;
+    config.tls_cert = Some(d.join("server.pem"));
+    config.tls_key = Some(d.join("server.key"));
+    let listeners = Listeners::bind(&config).await.unwrap();
+    let (sims, config) = sandbox::start_simulators(config, &listeners).await.unwrap();
+    let engine = open_engine(&config).unwrap();
+    let server = Server::start_on(&config.server, engine, listeners)
+        .await
+        .unwrap();
+    let addr = server.grpc_addr();
+
+    let ca = tonic::transport::Certificate::from_pem(std::fs::read(d.join("ca.pem")).unwrap());
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(ca)
+        .domain_name("localhost");
+    let channel = Channel::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = IntentServiceClient::with_interceptor(channel, |mut r: Request<()>| {
+        r.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {}", sandbox::SANDBOX_TOKEN)
+                .parse()
+                .unwrap(),
+        );
+        Ok(r)
+    });
+    let created = client
+        .create_deposit(deposit("tls-1", 10_000))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.status, v1::IntentStatus::Pending as i32);
+
+    // A plaintext client gets nowhere.
+    let plain = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(ch) = plain {
+        let mut c = IntentServiceClient::new(ch);
+        assert!(
+            c.get_intent(v1::GetIntentRequest { id: created.id })
+                .await
+                .is_err()
+        );
+    }
+    server.shutdown();
+    assert!(server.wait().await.is_empty());
+    sims.shutdown();
+}
