@@ -103,7 +103,7 @@ async fn serve_intentkit() {
     config.http_addr = any;
     config.metrics_addr = None;
     let listeners = Listeners::bind(&config).await.expect("bind");
-    let (_sims, config) = sandbox::start_simulators(config, &listeners)
+    let (sims, config) = sandbox::start_simulators(config, &listeners)
         .await
         .expect("simulators");
     let engine = open_engine(&config).expect("engine");
@@ -131,6 +131,9 @@ async fn serve_intentkit() {
                 .to_string(),
         );
     }
+    // The simulators were needed to create the intents; left running in this process, their
+    // delivery loop would charge the server for the provider's work.
+    sims.shutdown();
     println!("READY {} {}", server.grpc_addr(), ids.join(","));
     std::future::pending::<()>().await;
 }
