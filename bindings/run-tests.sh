@@ -52,8 +52,11 @@ config "$work/example.toml" "$work/example.db"
 "$work/example" "$work/example.toml" | grep -q '"status":"INTENT_STATUS_PENDING"'
 echo "c example: 1 passed, 0 failed"
 config "$work/c.toml" "$work/c.db"
-valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-  --show-leak-kinds=definite "$work/test_c" "$work/c.toml" "$p_root"
+valgrind --log-file="$work/valgrind.txt" --error-exitcode=99 --leak-check=full \
+  --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+  "$work/test_c" "$work/c.toml" "$p_root" || { cat "$work/valgrind.txt"; exit 1; }
+grep -E "definitely lost|indirectly lost|possibly lost|still reachable|ERROR SUMMARY" "$work/valgrind.txt" \
+  | sed 's/^==[0-9]*== */valgrind: /'
 
 echo "== PHP (FFI)"
 php -r 'exit(extension_loaded("FFI") ? 0 : 1);' || { echo "php's FFI extension is not enabled" >&2; exit 1; }

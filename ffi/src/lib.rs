@@ -236,7 +236,7 @@ fn open_from_text(text: &str) -> Result<IntentkitHandle, ApiError> {
 /// `[decentro.<name>]`). On success writes a new handle to `*out_handle`; free it with
 /// `intentkit_close`. Open one handle per process, after any `fork()`.
 #[ffi_export]
-fn intentkit_open(
+pub fn intentkit_open(
     config_toml: Option<char_p::Ref<'_>>,
     out_handle: Option<Out<'_, Option<repr_c::Box<IntentkitHandle>>>>,
     error: Option<&mut IntentkitError>,
@@ -252,7 +252,7 @@ fn intentkit_open(
 
 /// As `intentkit_open`, reading the TOML from the file at `path`.
 #[ffi_export]
-fn intentkit_open_file(
+pub fn intentkit_open_file(
     path: Option<char_p::Ref<'_>>,
     out_handle: Option<Out<'_, Option<repr_c::Box<IntentkitHandle>>>>,
     error: Option<&mut IntentkitError>,
@@ -276,7 +276,7 @@ fn intentkit_open_file(
 /// Closes a handle: waits up to a second for its background work, then frees it. NULL is a
 /// no-op. No other call may be using the handle.
 #[ffi_export]
-fn intentkit_close(handle: Option<repr_c::Box<IntentkitHandle>>) {
+pub fn intentkit_close(handle: Option<repr_c::Box<IntentkitHandle>>) {
     let _ = catch_unwind(AssertUnwindSafe(move || {
         if let Some(h) = handle {
             let h: Box<IntentkitHandle> = h.into();
@@ -291,13 +291,13 @@ fn intentkit_close(handle: Option<repr_c::Box<IntentkitHandle>>) {
 
 /// Frees a string the library returned. NULL is a no-op.
 #[ffi_export]
-fn intentkit_string_free(s: Option<char_p::Box>) {
+pub fn intentkit_string_free(s: Option<char_p::Box>) {
     drop(s);
 }
 
 /// Frees the strings an error holds and zeroes it, so it can be reused. NULL is a no-op.
 #[ffi_export]
-fn intentkit_error_free(error: Option<&mut IntentkitError>) {
+pub fn intentkit_error_free(error: Option<&mut IntentkitError>) {
     if let Some(e) = error {
         e.reason = None;
         e.message = None;
@@ -308,7 +308,7 @@ fn intentkit_error_free(error: Option<&mut IntentkitError>) {
 
 /// The library's version, e.g. `0.1.0`. Static: do not free.
 #[ffi_export]
-fn intentkit_version() -> char_p::Ref<'static> {
+pub fn intentkit_version() -> char_p::Ref<'static> {
     char_p::Ref::from(VERSION)
 }
 
@@ -321,14 +321,14 @@ static VERSION: &std::ffi::CStr = match std::ffi::CStr::from_bytes_with_nul(
 
 /// The ABI version; compare it with `INTENTKIT_ABI_VERSION` from the header at start-up.
 #[ffi_export]
-fn intentkit_abi_version() -> u32 {
+pub fn intentkit_abi_version() -> u32 {
     ABI_VERSION
 }
 
 /// Panics inside the library on purpose, so a host can check that a panic comes back as
 /// `INTENTKIT_STATUS_INTERNAL` with reason `PANIC`, never as an abort.
 #[ffi_export]
-fn intentkit_selftest_panic(error: Option<&mut IntentkitError>) -> IntentkitStatus {
+pub fn intentkit_selftest_panic(error: Option<&mut IntentkitError>) -> IntentkitStatus {
     guarded(error, || {
         panic!("deliberate panic from intentkit_selftest_panic")
     })
@@ -379,7 +379,7 @@ macro_rules! operation {
         /// receives the response message in canonical JSON (free it with
         /// `intentkit_string_free`). Blocks until done or the handle's call timeout.
         #[ffi_export]
-        fn $name(
+        pub fn $name(
             handle: Option<&IntentkitHandle>,
             request_json: Option<char_p::Ref<'_>>,
             out_json: Option<Out<'_, Option<char_p::Box>>>,
@@ -455,7 +455,7 @@ operation!(
 /// seconds). `request_json` is ignored but must be a JSON object (`{}`); `*out_json` receives a
 /// report, `{"recovered":..,"expired":..,"settled":..,"replayed":..,"providerCalls":..,"errors":[..]}`.
 #[ffi_export]
-fn intentkit_run_maintenance(
+pub fn intentkit_run_maintenance(
     handle: Option<&IntentkitHandle>,
     request_json: Option<char_p::Ref<'_>>,
     out_json: Option<Out<'_, Option<char_p::Box>>>,

@@ -118,3 +118,50 @@ async fn the_sandbox_runs_a_deposit_end_to_end_and_stops_on_sigterm() {
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
     assert!(rest.contains("stopped"), "{rest}");
 }
+
+#[test]
+fn help_explains_every_option() {
+    let out = Command::new(env!("CARGO_BIN_EXE_intentkitd"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for option in [
+        "--config",
+        "--sandbox",
+        "--data-dir",
+        "--check-config",
+        "grpc_addr",
+        "http_addr",
+        "metrics_addr",
+        "database",
+        "auth_tokens",
+        "allow_unauthenticated",
+        "tls_cert",
+        "tls_key",
+        "webhook_body_limit",
+        "maintenance_interval_ms",
+        "shutdown_grace_ms",
+        "log_format",
+        "log_level",
+        "INTENTKIT_SERVER_",
+    ] {
+        assert!(help.contains(option), "--help does not mention {option}");
+    }
+    // A bad config is refused with the field named and exit status 2.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nlog_format = \"xml\"\nauth_tokens = [\"t\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_intentkitd"))
+        .arg("--check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("log_format"));
+}

@@ -1,0 +1,80 @@
+//! The ABI from Rust, as a host sees it: the per-call timeout, and JSON in and out. (The whole
+//! flow from C and PHP is in bindings/; this covers what those cannot provoke cheaply.)
+
+use std::ffi::CString;
+use std::sync::Arc;
+
+use intentkit::*;
+use intentkit_core::SystemClock;
+use safer_ffi::prelude::*;
+
+fn error() -> IntentkitError {
+    IntentkitError {
+        status: IntentkitStatus::Ok,
+        reason: None,
+        message: None,
+        retryable: false,
+    }
+}
+
+#[test]
+fn a_call_past_its_timeout_is_deadline_exceeded_and_retryable_with_the_same_key() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt
+        .block_on(intentkit_sandbox::pientegra::Simulator::start(
+            Default::default(),
+            Arc::new(SystemClock),
+            "127.0.0.1:0".parse().unwrap(),
+        ))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[ffi]\ndatabase = \"{}\"\ncall_timeout_ms = 300\n\n[pientegra.tr-main]\nbase_url = \"{}\"\n\
+         api_key = \"pk_sandbox\"\nwebhook_secret = \"whsec_c2FuZGJveA\"\n",
+        dir.path().join("t.db").display(),
+        sim.base_url()
+    );
+    // Every Pientegra answer now takes 2 s.
+    let root = sim.root_url();
+    rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{root}/_control/faults"))
+            .header("content-type", "application/json")
+            .body(r#"{"latency_ms":2000}"#)
+            .send()
+            .await
+            .unwrap();
+    });
+
+    let config = CString::new(config).unwrap();
+    let mut handle: Option<repr_c::Box<IntentkitHandle>> = None;
+    let mut e = error();
+    let st = intentkit_open(
+        Some(char_p::Ref::from(config.as_c_str())),
+        Some(handle.manually_drop_mut().as_out()),
+        Some(&mut e),
+    );
+    assert_eq!(st, IntentkitStatus::Ok, "{e:?}");
+    let handle = handle.unwrap();
+
+    let request = CString::new(
+        r#"{"idempotencyKey":"slow-1","account":"tr-main","amountMinor":"150000","currency":"TRY","reference":"o-1","userId":"u-1"}"#,
+    )
+    .unwrap();
+    let mut out: Option<char_p::Box> = None;
+    let started = std::time::Instant::now();
+    let st = intentkit_create_deposit(
+        Some(&handle),
+        Some(char_p::Ref::from(request.as_c_str())),
+        Some(out.manually_drop_mut().as_out()),
+        Some(&mut e),
+    );
+    assert_eq!(st, IntentkitStatus::DeadlineExceeded);
+    assert_eq!(e.reason.as_ref().unwrap().to_str(), "CALL_TIMEOUT");
+    assert!(started.elapsed() < std::time::Duration::from_millis(1_500));
+    assert!(out.is_none(), "nothing written on failure");
+
+    intentkit_close(Some(handle));
+    sim.shutdown();
+}
