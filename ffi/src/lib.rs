@@ -379,6 +379,8 @@ macro_rules! operation {
         /// receives the response message in canonical JSON (free it with
         /// `intentkit_string_free`). Blocks until done or the handle's call timeout.
         #[ffi_export]
+        // Exported to C by symbol; the lint cannot see through the macro.
+        #[allow(unreachable_pub)]
         pub fn $name(
             handle: Option<&IntentkitHandle>,
             request_json: Option<char_p::Ref<'_>>,
