@@ -187,7 +187,7 @@ intentkit_cancel (
     IntentkitError_t * error);
 
 /** \brief
- *  Closes a handle: waits up to a second for its background work, then frees it. NULL is a
+ *  Closes a handle: waits up to five seconds for its background work, then frees it. NULL is a
  *  no-op. No other call may be using the handle.
  */
 void

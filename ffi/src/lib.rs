@@ -25,6 +25,10 @@ use intentkit_proto::{ApiError, Code, from_json, ops, to_json, v1};
 use safer_ffi::prelude::*;
 use serde::Deserialize;
 
+/// How long `intentkit_close` waits for the handle's threads: store calls in flight finish in
+/// milliseconds; the margin is for slow hosts (and valgrind).
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// The ABI version: bumped on any incompatible change to a signature or struct.
 pub const ABI_VERSION: u32 = 1;
 
@@ -161,6 +165,18 @@ fn null_argument(name: &str) -> ApiError {
     )
 }
 
+/// A C string as UTF-8, checked: safer-ffi's `to_str` assumes UTF-8 and would be undefined
+/// behaviour on anything else a host passes.
+fn utf8<'a>(s: char_p::Ref<'a>, name: &str) -> Result<&'a str, ApiError> {
+    std::str::from_utf8(s.to_bytes()).map_err(|e| {
+        ApiError::new(
+            Code::InvalidArgument,
+            "INVALID_UTF8",
+            format!("{name} is not UTF-8: {e}"),
+        )
+    })
+}
+
 /// Runs `body` so that no panic escapes: a panic becomes `INTERNAL` with reason `PANIC`.
 fn guarded(
     error: Option<&mut IntentkitError>,
@@ -244,7 +260,7 @@ pub fn intentkit_open(
     guarded(error, || {
         let text = config_toml.ok_or_else(|| null_argument("config_toml"))?;
         let out = out_handle.ok_or_else(|| null_argument("out_handle"))?;
-        let handle = open_from_text(text.to_str())?;
+        let handle = open_from_text(utf8(text, "config_toml")?)?;
         out.write(Some(Box::new(handle).into()));
         Ok(())
     })
@@ -260,11 +276,12 @@ pub fn intentkit_open_file(
     guarded(error, || {
         let path = path.ok_or_else(|| null_argument("path"))?;
         let out = out_handle.ok_or_else(|| null_argument("out_handle"))?;
-        let text = std::fs::read_to_string(path.to_str()).map_err(|e| {
+        let path = utf8(path, "path")?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
             ApiError::new(
                 Code::InvalidArgument,
                 "INVALID_CONFIG",
-                format!("reading {}: {e}", path.to_str()),
+                format!("reading {path}: {e}"),
             )
         })?;
         let handle = open_from_text(&text)?;
@@ -273,7 +290,7 @@ pub fn intentkit_open_file(
     })
 }
 
-/// Closes a handle: waits up to a second for its background work, then frees it. NULL is a
+/// Closes a handle: waits up to five seconds for its background work, then frees it. NULL is a
 /// no-op. No other call may be using the handle.
 #[ffi_export]
 pub fn intentkit_close(handle: Option<repr_c::Box<IntentkitHandle>>) {
@@ -284,7 +301,7 @@ pub fn intentkit_close(handle: Option<repr_c::Box<IntentkitHandle>>) {
                 runtime, engine, ..
             } = *h;
             drop(engine);
-            runtime.shutdown_timeout(Duration::from_secs(1));
+            runtime.shutdown_timeout(CLOSE_GRACE);
         }
     }));
 }
@@ -351,7 +368,7 @@ where
         let h = handle.ok_or_else(|| null_argument("handle"))?;
         let json = request_json.ok_or_else(|| null_argument("request_json"))?;
         let out = out_json.ok_or_else(|| null_argument("out_json"))?;
-        let request: Req = from_json(json.to_str())?;
+        let request: Req = from_json(utf8(json, "request_json")?)?;
         let engine = h.engine.clone();
         let response = h
             .runtime

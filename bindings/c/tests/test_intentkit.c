@@ -297,6 +297,8 @@ int main(int argc, char **argv) {
         CHECK(cases[i].rc == (int)cases[i].status, "%s: status %d", cases[i].what, cases[i].rc);
     }
     CHECK(strcmp(err.reason, "PANIC") == 0, "last reason %s", err.reason);
+    CHECK(intentkit_get(handle, "{\"id\":\"\xff\xfe\"}", &out, &err) == INTENTKIT_STATUS_INVALID_ARGUMENT, "not utf-8");
+    CHECK(strcmp(err.reason, "INVALID_UTF8") == 0, "reason %s", err.reason);
     CHECK(out == NULL, "a result was written on failure");
     intentkit_get(handle, "{\"id\":\"01a20000-0000-7000-8000-000000000000\"}", &out, &err);
     CHECK(strcmp(err.reason, "INTENT_NOT_FOUND") == 0 && err.status == INTENTKIT_STATUS_NOT_FOUND && !err.retryable,
