@@ -244,6 +244,33 @@ fn failpoint(name: &str) {
 #[cfg(not(feature = "failpoints"))]
 fn failpoint(_name: &str) {}
 
+/// The intent a provider reference names: by the provider's id, or (Decentro echoes our
+/// `reference_id`, the intent id in simple form) by ours.
+fn find_intent(
+    l: &Ledger,
+    provider: Provider,
+    lookup: &str,
+    our_reference: Option<&str>,
+) -> Result<Option<Intent>, CoreError> {
+    if let Some(i) = l.find_by_provider_ref(provider, lookup)? {
+        return Ok(Some(i));
+    }
+    let by_ours = our_reference
+        .and_then(|s| uuid::Uuid::try_parse(s).ok())
+        .map(|u| {
+            u.hyphenated()
+                .to_string()
+                .parse::<IntentId>()
+                .and_then(|id| l.get(id))
+        })
+        .transpose();
+    match by_ours {
+        Ok(i) => Ok(i.filter(|i| i.provider == provider)),
+        Err(CoreError::IntentNotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn delivery_for(outcome: &ApplyOutcome) -> Delivery {
     match outcome {
         ApplyOutcome::Applied { .. } => Delivery::Accepted("applied"),
@@ -566,28 +593,28 @@ impl Engine {
         let provider = r.provider();
         let lookup = r.lookup_key().to_string();
         let our_reference = n.our_reference.clone();
+        let confirm =
+            n.needs_confirmation && self.confirm_callbacks.get(account).copied().unwrap_or(true);
+        if !confirm {
+            // The common case (a signed webhook): find, apply and drain parked events in one
+            // trip to the blocking pool.
+            let event = n.event;
+            let outcome = self
+                .blocking(move |l| {
+                    let Some(intent) = find_intent(l, provider, &lookup, our_reference.as_deref())?
+                    else {
+                        l.park(provider, &lookup, &event)?;
+                        return Ok(None);
+                    };
+                    let outcome = l.apply(intent.id, event)?;
+                    l.apply_parked(intent.id)?;
+                    Ok(Some(outcome))
+                })
+                .await?;
+            return Ok(outcome.map_or(Delivery::Parked, |o| delivery_for(&o)));
+        }
         let found = self
-            .blocking(move |l| {
-                if let Some(i) = l.find_by_provider_ref(provider, &lookup)? {
-                    return Ok(Some(i));
-                }
-                // Decentro echoes our reference_id: the intent id in simple form.
-                let by_ours = our_reference
-                    .as_deref()
-                    .and_then(|s| uuid::Uuid::try_parse(s).ok())
-                    .map(|u| {
-                        u.hyphenated()
-                            .to_string()
-                            .parse::<IntentId>()
-                            .and_then(|id| l.get(id))
-                    })
-                    .transpose();
-                match by_ours {
-                    Ok(i) => Ok(i.filter(|i| i.provider == provider)),
-                    Err(CoreError::IntentNotFound(_)) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
+            .blocking(move |l| find_intent(l, provider, &lookup, our_reference.as_deref()))
             .await?;
         let Some(intent) = found else {
             let event = n.event.clone();
@@ -596,36 +623,33 @@ impl Engine {
                 .await?;
             return Ok(Delivery::Parked);
         };
+        // A callback to confirm with the status API first (Decentro).
         let id = intent.id;
         let mut event = n.event;
-        let confirm =
-            n.needs_confirmation && self.confirm_callbacks.get(account).copied().unwrap_or(true);
-        if confirm {
-            let txn = r.lookup_key().to_string();
-            let confirmed =
-                self.decentro_client(account)?
-                    .status(&txn)
-                    .await
-                    .map_err(|source| EngineError::Provider {
-                        source,
-                        intent: Some(id),
-                    })?;
-            match confirmed {
-                Some(status) if status.signal.kind() == event.signal.kind() => {
-                    // The provider's own record is what we apply; the callback's id dedups it.
-                    event.signal = status.signal;
-                }
-                other => {
-                    let said = other.map_or("PENDING".to_string(), |e| e.signal.kind().to_string());
-                    let detail = format!(
-                        "callback says {}, the status API says {said}",
-                        event.signal.kind()
-                    );
-                    let outcome = self
-                        .blocking(move |l| l.record_anomaly(id, &event, &detail))
-                        .await?;
-                    return Ok(delivery_for(&outcome));
-                }
+        let txn = r.lookup_key().to_string();
+        let confirmed = self
+            .decentro_client(account)?
+            .status(&txn)
+            .await
+            .map_err(|source| EngineError::Provider {
+                source,
+                intent: Some(id),
+            })?;
+        match confirmed {
+            Some(status) if status.signal.kind() == event.signal.kind() => {
+                // The provider's own record is what we apply; the callback's id dedups it.
+                event.signal = status.signal;
+            }
+            other => {
+                let said = other.map_or("PENDING".to_string(), |e| e.signal.kind().to_string());
+                let detail = format!(
+                    "callback says {}, the status API says {said}",
+                    event.signal.kind()
+                );
+                let outcome = self
+                    .blocking(move |l| l.record_anomaly(id, &event, &detail))
+                    .await?;
+                return Ok(delivery_for(&outcome));
             }
         }
         let outcome = self
