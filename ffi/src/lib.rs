@@ -569,6 +569,24 @@ mod tests {
     }
 
     #[test]
+    fn every_reason_the_abi_makes_up_is_documented() {
+        let doc = include_str!("../../docs/errors.md");
+        for reason in [
+            "NULL_ARGUMENT",
+            "INVALID_UTF8",
+            "INVALID_JSON",
+            "CALL_TIMEOUT",
+            "PANIC",
+            "INVALID_CONFIG",
+        ] {
+            assert!(
+                doc.contains(&format!("| `{reason}` |")),
+                "{reason} is not in docs/errors.md"
+            );
+        }
+    }
+
+    #[test]
     fn statuses_keep_the_grpc_numbers() {
         for c in Code::ALL {
             assert_eq!(IntentkitStatus::from(c) as i32, c as i32, "{c:?}");

@@ -109,6 +109,18 @@ mod tests {
             assert_eq!(s.get_error_details().error_info().unwrap().reason, reason);
         }
         assert!(Auth::new(&[], true).check(with(None)).is_ok());
+        let doc = include_str!("../../docs/errors.md");
+        for reason in [
+            "AUTH_MISSING",
+            "AUTH_MALFORMED",
+            "AUTH_INVALID",
+            "SHUTTING_DOWN",
+        ] {
+            assert!(
+                doc.contains(&format!("| `{reason}` |")),
+                "{reason} is not documented"
+            );
+        }
         assert!(!format!("{a:?}").contains("t1"));
     }
 }
