@@ -3,13 +3,9 @@
 //! Env: `FFI_BENCH_DB` (the SQLite file), `FFI_BENCH_ID` (the intent), `FFI_BENCH_CALLS`.
 //! Prints the ns per call. Without the env it explains and exits (so `cargo bench` passes).
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use intentkit_core::{
-    Engine, EngineSettings, IntentId, Ledger, SqliteConfig, SqliteStore, SystemClock,
-    provider::config::ProvidersConfig,
-};
+use intentkit_core::{Engine, IntentId, provider::config::ProvidersConfig};
 
 fn main() {
     let (Ok(db), Ok(id)) = (std::env::var("FFI_BENCH_DB"), std::env::var("FFI_BENCH_ID")) else {
@@ -23,15 +19,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let store = SqliteStore::open(&db, SqliteConfig::default()).expect("store");
-    let clock = Arc::new(SystemClock);
-    let engine = Engine::new(
-        Ledger::new(Arc::new(store), clock.clone()),
-        clock,
-        &ProvidersConfig::default(),
-        EngineSettings::default(),
-    )
-    .expect("engine");
+    let engine = {
+        let _guard = runtime.enter();
+        Engine::open_sqlite(std::path::Path::new(&db), &ProvidersConfig::default()).expect("engine")
+    };
     for _ in 0..calls / 10 {
         runtime.block_on(engine.get(id)).expect("get");
     }

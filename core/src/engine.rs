@@ -341,6 +341,25 @@ impl Engine {
         })
     }
 
+    /// An engine on the SQLite file at `path` (created if needed), on the system clock, with
+    /// default settings: what a façade opens. Call it inside the tokio runtime that will run
+    /// the engine.
+    pub fn open_sqlite(
+        path: &std::path::Path,
+        providers: &ProvidersConfig,
+    ) -> Result<Self, EngineError> {
+        let store = crate::store::sqlite::SqliteStore::open(path, Default::default())
+            .map_err(|e| EngineError::Core(CoreError::Store(e)))?;
+        let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
+        let ledger = Ledger::new(Arc::new(store), clock.clone());
+        Engine::new(ledger, clock, providers, EngineSettings::default()).map_err(|source| {
+            EngineError::Provider {
+                source,
+                intent: None,
+            }
+        })
+    }
+
     /// The ledger underneath (outbox polling, history).
     pub fn ledger(&self) -> &Ledger {
         &self.ledger

@@ -19,8 +19,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
+use intentkit_core::Engine;
 use intentkit_core::provider::config::ProvidersConfig;
-use intentkit_core::{Engine, EngineSettings, Ledger, SqliteConfig, SqliteStore, SystemClock};
 use intentkit_proto::{ApiError, Code, from_json, ops, to_json, v1};
 use safer_ffi::prelude::*;
 use serde::Deserialize;
@@ -226,19 +226,10 @@ fn open_from_text(text: &str) -> Result<IntentkitHandle, ApiError> {
                 format!("starting the runtime: {e}"),
             )
         })?;
-    let store = SqliteStore::open(&database, SqliteConfig::default())
-        .map_err(|e| ApiError::from(intentkit_core::CoreError::Store(e)))?;
-    let clock = std::sync::Arc::new(SystemClock);
-    let ledger = Ledger::new(std::sync::Arc::new(store), clock.clone());
     let engine = {
         // Provider clients build their HTTP pools inside the runtime.
         let _guard = runtime.enter();
-        Engine::new(ledger, clock, &providers, EngineSettings::default()).map_err(|e| {
-            ApiError::from(intentkit_core::EngineError::Provider {
-                source: e,
-                intent: None,
-            })
-        })?
+        Engine::open_sqlite(std::path::Path::new(&database), &providers)?
     };
     Ok(IntentkitHandle {
         runtime,

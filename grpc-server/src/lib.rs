@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use intentkit_core::{Engine, EngineSettings, Ledger, SqliteConfig, SqliteStore, SystemClock};
+use intentkit_core::Engine;
 use intentkit_proto::v1::intent_service_server::IntentServiceServer;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -32,17 +32,14 @@ pub use metrics::Metrics;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
-    /// The database could not be opened.
-    #[error("opening the database {path}: {source}")]
-    Store {
-        /// The file.
+    /// The engine could not be opened: the database, or a provider client.
+    #[error("opening the engine on {path}: {source}")]
+    Engine {
+        /// The database file.
         path: String,
         /// Why.
-        source: intentkit_core::StoreError,
+        source: intentkit_core::EngineError,
     },
-    /// A provider client could not be built.
-    #[error("provider clients: {0}")]
-    Provider(#[from] intentkit_core::provider::ProviderError),
     /// A listen address could not be bound.
     #[error("binding {what} on {addr}: {source}")]
     Bind {
@@ -66,21 +63,12 @@ pub enum StartError {
 
 /// Opens the SQLite store the config names and builds the engine over it.
 pub fn open_engine(config: &Config) -> Result<Engine, StartError> {
-    let store =
-        SqliteStore::open(&config.server.database, SqliteConfig::default()).map_err(|source| {
-            StartError::Store {
-                path: config.server.database.display().to_string(),
-                source,
-            }
-        })?;
-    let clock = Arc::new(SystemClock);
-    let ledger = Ledger::new(Arc::new(store), clock.clone());
-    Ok(Engine::new(
-        ledger,
-        clock,
-        &config.providers,
-        EngineSettings::default(),
-    )?)
+    Engine::open_sqlite(&config.server.database, &config.providers).map_err(|source| {
+        StartError::Engine {
+            path: config.server.database.display().to_string(),
+            source,
+        }
+    })
 }
 
 /// A running server.

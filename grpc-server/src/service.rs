@@ -106,6 +106,14 @@ impl Service {
         result.map(Response::new)
     }
 
+    /// Remembers a consumer so that its outbox lag is reported; an invalid name is left to the
+    /// operation to refuse.
+    fn track(&self, consumer: &str) {
+        if let Ok(c) = convert::consumer(consumer) {
+            self.metrics.consumer(&c);
+        }
+    }
+
     fn wrote(&self) {
         self.changed.notify_waiters();
     }
@@ -269,9 +277,7 @@ impl IntentService for Service {
         request: Request<v1::ListEventsRequest>,
     ) -> Result<Response<v1::ListEventsResponse>, Status> {
         let r = request.into_inner();
-        if let Ok(c) = convert::consumer(&r.consumer) {
-            self.metrics.consumer(&c);
-        }
+        self.track(&r.consumer);
         let start = Instant::now();
         let r = ops::list_events(&self.engine, r).await;
         self.observe("ListEvents", start, r)
@@ -282,9 +288,7 @@ impl IntentService for Service {
         request: Request<v1::AckEventsRequest>,
     ) -> Result<Response<v1::AckEventsResponse>, Status> {
         let r = request.into_inner();
-        if let Ok(c) = convert::consumer(&r.consumer) {
-            self.metrics.consumer(&c);
-        }
+        self.track(&r.consumer);
         let start = Instant::now();
         let r = ops::ack_events(&self.engine, r).await;
         self.observe("AckEvents", start, r)
