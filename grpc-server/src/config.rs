@@ -124,6 +124,8 @@ impl ServerConfigError {
     }
 }
 
+/// `[server]` as written: every field optional. The file and the environment each give one,
+/// the environment's fields win, and [`RawServer::apply`] validates the result.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
@@ -135,7 +137,7 @@ struct RawServer {
     allow_unauthenticated: Option<bool>,
     tls_cert: Option<String>,
     tls_key: Option<String>,
-    webhook_body_limit: Option<usize>,
+    webhook_body_limit: Option<u64>,
     maintenance_interval_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
     log_format: Option<String>,
@@ -155,111 +157,128 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ServerConfigError 
     }
 }
 
-impl Config {
-    /// Parses the file's text, with `env` (a lookup by variable name) taking precedence.
-    pub fn from_toml(
-        text: &str,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ServerConfigError> {
-        let providers = ProvidersConfig::from_toml_with(text, &env, &["server"])?;
-        // The provider parser has already reported any syntax error with its position.
-        let raw: RawFile = toml::from_str(text).map_err(|e| invalid("table", e.message()))?;
-        let raw = raw.server;
-        let var = |name: &str| env(&format!("INTENTKIT_SERVER_{}", name.to_ascii_uppercase()));
-        let mut s = ServerConfig::default();
+fn addr(field: &'static str, v: &str) -> Result<SocketAddr, ServerConfigError> {
+    v.parse()
+        .map_err(|e| invalid(field, format!("{v:?} is not host:port ({e})")))
+}
 
-        let addr = |field: &'static str, file: Option<String>| -> Result<_, ServerConfigError> {
-            match var(field).or(file) {
-                None => Ok(None),
-                Some(v) if v.is_empty() => Ok(Some(None)),
-                Some(v) => v
-                    .parse::<SocketAddr>()
-                    .map(|a| Some(Some(a)))
-                    .map_err(|e| invalid(field, format!("{v:?} is not host:port ({e})"))),
-            }
-        };
-        if let Some(a) = addr("grpc_addr", raw.grpc_addr)? {
-            s.grpc_addr = a.ok_or_else(|| invalid("grpc_addr", "must be set"))?;
+fn number(field: &'static str, v: String) -> Result<u64, ServerConfigError> {
+    v.parse()
+        .map_err(|_| invalid(field, format!("{v:?} is not a whole number")))
+}
+
+impl RawServer {
+    /// The `INTENTKIT_SERVER_<FIELD>` variables that are set.
+    fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, ServerConfigError> {
+        let var = |name: &str| env(&format!("INTENTKIT_SERVER_{}", name.to_ascii_uppercase()));
+        let num = |field: &'static str| var(field).map(|v| number(field, v)).transpose();
+        Ok(RawServer {
+            grpc_addr: var("grpc_addr"),
+            http_addr: var("http_addr"),
+            metrics_addr: var("metrics_addr"),
+            database: var("database"),
+            auth_tokens: var("auth_tokens")
+                .map(|v| v.split(',').map(|t| t.trim().to_string()).collect()),
+            allow_unauthenticated: var("allow_unauthenticated")
+                .map(|v| {
+                    v.parse::<bool>()
+                        .map_err(|_| invalid("allow_unauthenticated", "must be true or false"))
+                })
+                .transpose()?,
+            tls_cert: var("tls_cert"),
+            tls_key: var("tls_key"),
+            webhook_body_limit: num("webhook_body_limit")?,
+            maintenance_interval_ms: num("maintenance_interval_ms")?,
+            shutdown_grace_ms: num("shutdown_grace_ms")?,
+            log_format: var("log_format"),
+            log_level: var("log_level"),
+        })
+    }
+
+    /// `self`, with `over`'s fields where it has them.
+    fn overlay(self, over: RawServer) -> RawServer {
+        RawServer {
+            grpc_addr: over.grpc_addr.or(self.grpc_addr),
+            http_addr: over.http_addr.or(self.http_addr),
+            metrics_addr: over.metrics_addr.or(self.metrics_addr),
+            database: over.database.or(self.database),
+            auth_tokens: over.auth_tokens.or(self.auth_tokens),
+            allow_unauthenticated: over.allow_unauthenticated.or(self.allow_unauthenticated),
+            tls_cert: over.tls_cert.or(self.tls_cert),
+            tls_key: over.tls_key.or(self.tls_key),
+            webhook_body_limit: over.webhook_body_limit.or(self.webhook_body_limit),
+            maintenance_interval_ms: over
+                .maintenance_interval_ms
+                .or(self.maintenance_interval_ms),
+            shutdown_grace_ms: over.shutdown_grace_ms.or(self.shutdown_grace_ms),
+            log_format: over.log_format.or(self.log_format),
+            log_level: over.log_level.or(self.log_level),
         }
-        if let Some(a) = addr("http_addr", raw.http_addr)? {
-            s.http_addr = a.ok_or_else(|| invalid("http_addr", "must be set"))?;
+    }
+
+    /// `base` with every field that is set here, validated.
+    fn apply(self, base: ServerConfig) -> Result<ServerConfig, ServerConfigError> {
+        let mut s = base;
+        if let Some(v) = self.grpc_addr {
+            s.grpc_addr = addr("grpc_addr", &v)?;
         }
-        if let Some(a) = addr("metrics_addr", raw.metrics_addr)? {
-            s.metrics_addr = a;
+        if let Some(v) = self.http_addr {
+            s.http_addr = addr("http_addr", &v)?;
         }
-        if let Some(d) = var("database").or(raw.database) {
+        if let Some(v) = self.metrics_addr {
+            // Empty turns metrics off.
+            s.metrics_addr = (!v.is_empty())
+                .then(|| addr("metrics_addr", &v))
+                .transpose()?;
+        }
+        if let Some(d) = self.database {
             s.database = PathBuf::from(d);
         }
-        let tokens = match var("auth_tokens") {
-            Some(v) => v.split(',').map(|t| t.trim().to_string()).collect(),
-            None => raw.auth_tokens.unwrap_or_default(),
-        };
-        s.auth_tokens = tokens
-            .into_iter()
-            .filter(|t| !t.is_empty())
-            .map(Secret::new)
-            .collect();
-        let flag = |field: &'static str, file: Option<bool>| -> Result<_, ServerConfigError> {
-            match var(field) {
-                Some(v) => v
-                    .parse::<bool>()
-                    .map(Some)
-                    .map_err(|_| invalid(field, "must be true or false")),
-                None => Ok(file),
-            }
-        };
-        if let Some(b) = flag("allow_unauthenticated", raw.allow_unauthenticated)? {
+        if let Some(tokens) = self.auth_tokens {
+            s.auth_tokens = tokens
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .map(Secret::new)
+                .collect();
+        }
+        if let Some(b) = self.allow_unauthenticated {
             s.allow_unauthenticated = b;
         }
-        s.tls_cert = var("tls_cert")
-            .or(raw.tls_cert)
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from);
-        s.tls_key = var("tls_key")
-            .or(raw.tls_key)
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from);
+        if let Some(p) = self.tls_cert {
+            s.tls_cert = (!p.is_empty()).then(|| PathBuf::from(p));
+        }
+        if let Some(p) = self.tls_key {
+            s.tls_key = (!p.is_empty()).then(|| PathBuf::from(p));
+        }
         if s.tls_cert.is_some() != s.tls_key.is_some() {
             return Err(invalid(
                 "tls_cert",
                 "tls_cert and tls_key must be set together",
             ));
         }
-        let number = |field: &'static str, file: Option<u64>| -> Result<_, ServerConfigError> {
-            match var(field) {
-                Some(v) => v
-                    .parse::<u64>()
-                    .map(Some)
-                    .map_err(|_| invalid(field, format!("{v:?} is not a whole number"))),
-                None => Ok(file),
-            }
-        };
-        if let Some(n) = number(
-            "webhook_body_limit",
-            raw.webhook_body_limit.map(|n| n as u64),
-        )? {
+        if let Some(n) = self.webhook_body_limit {
             if n < 1_024 {
                 return Err(invalid("webhook_body_limit", "must be at least 1024"));
             }
-            s.webhook_body_limit = n as usize;
+            s.webhook_body_limit = usize::try_from(n).unwrap_or(usize::MAX);
         }
-        if let Some(n) = number("maintenance_interval_ms", raw.maintenance_interval_ms)? {
+        if let Some(n) = self.maintenance_interval_ms {
             if n < 100 {
                 return Err(invalid("maintenance_interval_ms", "must be at least 100"));
             }
             s.maintenance_interval_ms = n;
         }
-        if let Some(n) = number("shutdown_grace_ms", raw.shutdown_grace_ms)? {
+        if let Some(n) = self.shutdown_grace_ms {
             s.shutdown_grace_ms = n;
         }
-        if let Some(f) = var("log_format").or(raw.log_format) {
+        if let Some(f) = self.log_format {
             s.log_format = match f.as_str() {
                 "text" => LogFormat::Text,
                 "json" => LogFormat::Json,
                 _ => return Err(invalid("log_format", "must be \"text\" or \"json\"")),
             };
         }
-        if let Some(l) = var("log_level").or(raw.log_level) {
+        if let Some(l) = self.log_level {
             if !["error", "warn", "info", "debug", "trace"].contains(&l.as_str()) {
                 return Err(invalid(
                     "log_level",
@@ -268,6 +287,31 @@ impl Config {
             }
             s.log_level = l;
         }
+        Ok(s)
+    }
+}
+
+impl ServerConfig {
+    /// `self` with the `INTENTKIT_SERVER_<FIELD>` variables `env` has applied on top (what the
+    /// sandbox, which has no file, honours).
+    pub fn with_env(self, env: impl Fn(&str) -> Option<String>) -> Result<Self, ServerConfigError> {
+        RawServer::from_env(env)?.apply(self)
+    }
+}
+
+impl Config {
+    /// Parses the file's text, with `env` (a lookup by variable name) taking precedence.
+    pub fn from_toml(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ServerConfigError> {
+        let providers = ProvidersConfig::from_toml_with(text, &env, &["server"])?;
+        // The provider parser has already reported any syntax error with its position.
+        let file: RawFile = toml::from_str(text).map_err(|e| invalid("table", e.message()))?;
+        let s = file
+            .server
+            .overlay(RawServer::from_env(&env)?)
+            .apply(ServerConfig::default())?;
         if s.auth_tokens.is_empty() && !s.allow_unauthenticated {
             return Err(invalid(
                 "auth_tokens",
@@ -339,6 +383,33 @@ webhook_secret = "whsec_secret"
         assert_eq!(c.server.grpc_addr.port(), 7000);
         let tokens: Vec<_> = c.server.auth_tokens.iter().map(|t| t.expose()).collect();
         assert_eq!(tokens, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_environment_applies_on_top_of_a_config_without_a_file() {
+        let base = ServerConfig {
+            maintenance_interval_ms: 2_000,
+            ..ServerConfig::default()
+        };
+        let c = base
+            .clone()
+            .with_env(env(&[
+                ("INTENTKIT_SERVER_GRPC_ADDR", "127.0.0.1:0"),
+                ("INTENTKIT_SERVER_METRICS_ADDR", ""),
+                ("INTENTKIT_SERVER_LOG_FORMAT", "json"),
+            ]))
+            .unwrap();
+        assert_eq!(c.grpc_addr.port(), 0);
+        assert_eq!(c.metrics_addr, None);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(
+            c.maintenance_interval_ms, 2_000,
+            "unset variables keep the base"
+        );
+        let e = base
+            .with_env(env(&[("INTENTKIT_SERVER_SHUTDOWN_GRACE_MS", "soon")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("shutdown_grace_ms"), "{e}");
     }
 
     #[test]

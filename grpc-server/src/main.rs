@@ -152,25 +152,14 @@ async fn sandbox(dir: PathBuf) -> ExitCode {
         eprintln!("intentkitd: creating {}: {e}", dir.display());
         return ExitCode::FAILURE;
     }
-    let mut server_config = sandbox::server_config(&dir);
-    // The listen addresses may be moved (e.g. to port 0) with the usual variables.
-    for (var, slot) in [
-        ("INTENTKIT_SERVER_GRPC_ADDR", &mut server_config.grpc_addr),
-        ("INTENTKIT_SERVER_HTTP_ADDR", &mut server_config.http_addr),
-    ] {
-        if let Ok(v) = std::env::var(var) {
-            match v.parse() {
-                Ok(a) => *slot = a,
-                Err(e) => {
-                    eprintln!("intentkitd: {var}={v:?}: {e}");
-                    return ExitCode::from(2);
-                }
-            }
+    // No file in sandbox mode; the usual variables still apply (e.g. port 0 for tests).
+    let server_config = match sandbox::server_config(&dir).with_env(|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("intentkitd: {e}");
+            return ExitCode::from(2);
         }
-    }
-    if let Ok(v) = std::env::var("INTENTKIT_SERVER_METRICS_ADDR") {
-        server_config.metrics_addr = v.parse().ok();
-    }
+    };
     init_logs(&server_config);
     let listeners = match Listeners::bind(&server_config).await {
         Ok(l) => l,
