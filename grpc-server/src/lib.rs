@@ -282,16 +282,24 @@ impl Server {
             }),
         ));
 
+        // Events written before this start are not this server's to count.
+        let ledger = engine.ledger().clone();
+        let head = tokio::task::spawn_blocking(move || ledger.store().head_seq())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or(0);
         let mut tail_stop = stop.clone();
         tasks.push((
             "metrics tail",
-            tokio::spawn(
-                metrics
-                    .clone()
-                    .tail_outbox(engine, Duration::from_secs(1), async move {
-                        let _ = tail_stop.wait_for(|s| *s).await;
-                    }),
-            ),
+            tokio::spawn(metrics.clone().tail_outbox(
+                engine,
+                head,
+                Duration::from_secs(1),
+                async move {
+                    let _ = tail_stop.wait_for(|s| *s).await;
+                },
+            )),
         ));
 
         tracing::info!(%grpc_addr, %http_addr, metrics = ?metrics_addr, tls = config.tls_cert.is_some(), "intentkit serving");

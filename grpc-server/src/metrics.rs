@@ -150,16 +150,17 @@ impl Metrics {
         out
     }
 
-    /// Tails the outbox from its current head, counting events by type and refreshing the
-    /// lag gauges, until `stop` resolves.
+    /// Tails the outbox after `from` (the head when the server started), counting events by
+    /// type and refreshing the lag gauges, until `stop` resolves.
     pub async fn tail_outbox(
         self,
         engine: Engine,
+        from: u64,
         every: std::time::Duration,
         stop: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(stop);
-        let mut cursor: Option<u64> = None;
+        let mut cursor = from;
         loop {
             let ledger = engine.ledger().clone();
             let consumers: Vec<ConsumerName> = self
@@ -167,29 +168,26 @@ impl Metrics {
                 .lock()
                 .map(|c| c.iter().cloned().collect())
                 .unwrap_or_default();
-            let from = cursor;
+            let start = cursor;
             let step = tokio::task::spawn_blocking(move || {
                 let head = ledger.store().head_seq()?;
-                let start = from.unwrap_or(head);
                 let events = ledger.events_after(start, 1_000)?;
                 let lags = consumers
                     .into_iter()
                     .map(|c| ledger.position(&c).map(|p| (c, head.saturating_sub(p))))
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok::<_, intentkit_core::CoreError>((head, start, events, lags))
+                Ok::<_, intentkit_core::CoreError>((head, events, lags))
             })
             .await;
-            if let Ok(Ok((head, start, events, lags))) = step {
+            if let Ok(Ok((head, events, lags))) = step {
                 self.outbox_head
                     .set(i64::try_from(head).unwrap_or(i64::MAX));
-                let mut last = start;
                 for e in &events {
                     self.transitions
                         .get_or_create(&vec![("type", e.event_type.as_str().to_string())])
                         .inc();
-                    last = e.seq;
+                    cursor = e.seq;
                 }
-                cursor = Some(last);
                 for (c, lag) in lags {
                     self.outbox_lag
                         .get_or_create(&vec![("consumer", c.to_string())])
