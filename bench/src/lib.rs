@@ -18,27 +18,13 @@ pub fn plain_inserts(
     rows: usize,
     row_bytes: usize,
 ) -> (f64, Vec<Duration>) {
-    let path = dir.join(format!("baseline-{name}.db"));
-    let conn = rusqlite::Connection::open(&path).expect("open");
-    conn.busy_timeout(Duration::from_secs(5)).expect("timeout");
-    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
-        .expect("wal");
-    conn.execute_batch(
-        "PRAGMA synchronous = FULL;
-         CREATE TABLE rows (id INTEGER PRIMARY KEY, payload TEXT NOT NULL);",
-    )
-    .expect("schema");
+    let conn = plain_insert_table(dir, name);
     let payload = "x".repeat(row_bytes);
     let mut latencies = Vec::with_capacity(rows);
     let start = Instant::now();
     for _ in 0..rows {
         let one = Instant::now();
-        let tx = conn.unchecked_transaction().expect("begin");
-        tx.prepare_cached("INSERT INTO rows (payload) VALUES (?1)")
-            .expect("prepare")
-            .execute([&payload])
-            .expect("insert");
-        tx.commit().expect("commit");
+        plain_insert(&conn, &payload);
         latencies.push(one.elapsed());
     }
     let rate = rows as f64 / start.elapsed().as_secs_f64();
@@ -76,4 +62,151 @@ pub fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// CPU time the hypervisor gave to other guests while a phase ran ("steal", from
+/// `/proc/stat`). On a shared virtual machine a phase with high steal measures the neighbours,
+/// not us: a latency figure is printed with the steal seen during it, so a reader can tell.
+#[derive(Clone, Copy, Debug)]
+pub struct Steal {
+    start: Option<(u64, u64)>,
+}
+
+impl Steal {
+    /// Starts counting.
+    pub fn start() -> Self {
+        Steal { start: cpu_ticks() }
+    }
+
+    /// Percent of all CPU time stolen since [`Steal::start`], if the kernel reports it.
+    pub fn percent(&self) -> Option<f64> {
+        let (steal0, total0) = self.start?;
+        let (steal1, total1) = cpu_ticks()?;
+        let total = total1.checked_sub(total0)?;
+        (total > 0).then(|| 100.0 * steal1.saturating_sub(steal0) as f64 / total as f64)
+    }
+
+    /// `percent` as text for a report line.
+    pub fn describe(&self) -> String {
+        self.percent()
+            .map_or_else(|| "steal n/a".into(), |p| format!("steal {p:.0}%"))
+    }
+}
+
+/// (steal, total) ticks from the aggregate `cpu` line of `/proc/stat`.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal [guest guest_nice]; guest time is
+    // already counted in user.
+    let steal = *fields.get(7)?;
+    Some((steal, fields.iter().take(8).sum()))
+}
+
+/// What an open-loop phase measured.
+#[derive(Debug)]
+pub struct OpenLoop {
+    /// Each operation's latency from its scheduled start to its end, sorted.
+    pub latencies: Vec<Duration>,
+    /// How late the generator started each operation, sorted (already inside `latencies`).
+    pub lateness: Vec<Duration>,
+    /// CPU steal during the phase.
+    pub steal: Steal,
+}
+
+/// Offers one operation per `interval`, open loop: each starts on schedule, whether or not the
+/// ones before it finished, and its latency counts from its scheduled start, so a stall is
+/// charged to every operation it delayed. The schedule is kept by a thread of its own, not by
+/// tokio's millisecond timer, which would fire up to a millisecond late and charge that to the
+/// system measured.
+pub fn open_loop<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    count: usize,
+    interval: Duration,
+    mut op: F,
+) -> OpenLoop
+where
+    F: FnMut(usize) -> Fut + Send,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let handle = rt.handle().clone();
+    let steal = Steal::start();
+    let (tasks, mut lateness) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let start = Instant::now() + Duration::from_millis(5);
+            let mut tasks = Vec::with_capacity(count);
+            let mut lateness = Vec::with_capacity(count);
+            for i in 0..count {
+                let due = start + interval.mul_f64(i as f64);
+                wait_until(due);
+                lateness.push(due.elapsed());
+                let fut = op(i);
+                tasks.push(handle.spawn(async move {
+                    fut.await;
+                    due.elapsed()
+                }));
+            }
+            (tasks, lateness)
+        })
+        .join()
+        .expect("generator thread")
+    });
+    let mut latencies = rt.block_on(async {
+        let mut out = Vec::with_capacity(count);
+        for t in tasks {
+            out.push(t.await.expect("operation"));
+        }
+        out
+    });
+    latencies.sort();
+    lateness.sort();
+    OpenLoop {
+        latencies,
+        lateness,
+        steal,
+    }
+}
+
+/// Sleeps until shortly before `due`, then spins: a plain sleep wakes tens of microseconds
+/// late, which at a thousand operations a second is a visible share of the budget.
+fn wait_until(due: Instant) {
+    const SPIN: Duration = Duration::from_micros(200);
+    let now = Instant::now();
+    if due > now + SPIN {
+        std::thread::sleep(due - now - SPIN);
+    }
+    while Instant::now() < due {
+        std::hint::spin_loop();
+    }
+}
+
+/// A plain-insert table with the store's pragmas, for baselines that are driven from outside
+/// (open loop): one ~`row_bytes` row per transaction.
+pub fn plain_insert_table(dir: &Path, name: &str) -> rusqlite::Connection {
+    let path = dir.join(format!("baseline-{name}.db"));
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    conn.busy_timeout(Duration::from_secs(5)).expect("timeout");
+    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+        .expect("wal");
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         CREATE TABLE rows (id INTEGER PRIMARY KEY, payload TEXT NOT NULL);",
+    )
+    .expect("schema");
+    conn
+}
+
+/// One plain insert in its own transaction (see [`plain_insert_table`]).
+pub fn plain_insert(conn: &rusqlite::Connection, payload: &str) {
+    let tx = conn.unchecked_transaction().expect("begin");
+    tx.prepare_cached("INSERT INTO rows (payload) VALUES (?1)")
+        .expect("prepare")
+        .execute([payload])
+        .expect("insert");
+    tx.commit().expect("commit");
 }
