@@ -93,11 +93,13 @@ impl IntentService for Echo {
 }
 
 /// Child role: the intentkit server with `INTENTS` pending deposits. Prints the address and
-/// the ids, then serves until killed.
+/// the ids, then serves until killed. Its data lives in `BENCH_CHILD_DIR`, which the parent
+/// made and removes: a killed child cleans up nothing.
 async fn serve_intentkit() {
     use intentkit_grpc_server::{Listeners, Server, open_engine, sandbox};
-    let dir = tempfile::tempdir_in(bench_dir()).expect("dir");
-    let mut config = sandbox::server_config(dir.path());
+    let dir =
+        std::path::PathBuf::from(std::env::var_os("BENCH_CHILD_DIR").expect("BENCH_CHILD_DIR"));
+    let mut config = sandbox::server_config(&dir);
     let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     config.grpc_addr = any;
     config.http_addr = any;
@@ -193,9 +195,10 @@ impl Drop for Target {
     }
 }
 
-fn spawn(role: &str) -> Target {
+fn spawn(role: &str, dir: &std::path::Path) -> Target {
     let mut child = Command::new(std::env::current_exe().expect("exe"))
         .env("BENCH_ROLE", role)
+        .env("BENCH_CHILD_DIR", dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -322,8 +325,10 @@ fn main() {
     }
     let seconds = env_usize("BENCH_SECONDS", 5) as u64;
     runtime.block_on(async {
-        let echo = spawn("echo");
-        let intentkit = spawn("intentkit");
+        // Declared before the children, so it is removed after they are killed.
+        let dir = tempfile::tempdir_in(bench_dir()).expect("dir");
+        let echo = spawn("echo", dir.path());
+        let intentkit = spawn("intentkit", dir.path());
         tokio::time::sleep(Duration::from_millis(300)).await;
         let idle_rss = rss_kib(intentkit.child.id());
         println!(
