@@ -218,7 +218,7 @@ fn main() {
         let p99 = percentile(&ours.latencies, 0.99);
         p99s.push(p99);
         println!(
-            "    window {w}: webhooks p50 {:.2} ms, p99 {:.2} ms  {}  ({}; generator late p99 {:.2} ms)",
+            "    window {w}: webhooks p50 {:.2} ms, p99 {:.2} ms  {}  ({}; generator late p99 {:.2} ms; {:.2} cores busy)",
             ms(percentile(&ours.latencies, 0.50)),
             ms(p99),
             if p99 < Duration::from_millis(5) {
@@ -228,13 +228,15 @@ fn main() {
             },
             ours.steal.describe(),
             ms(percentile(&ours.lateness, 0.99)),
+            ours.cores_used.unwrap_or(f64::NAN),
         );
         println!(
-            "              plain inserts p50 {:.2} ms, p99 {:.2} ms  ({}; generator late p99 {:.2} ms)",
+            "              plain inserts p50 {:.2} ms, p99 {:.2} ms  ({}; generator late p99 {:.2} ms; {:.2} cores busy)",
             ms(percentile(&disk.latencies, 0.50)),
             ms(percentile(&disk.latencies, 0.99)),
             disk.steal.describe(),
             ms(percentile(&disk.lateness, 0.99)),
+            disk.cores_used.unwrap_or(f64::NAN),
         );
     }
     p99s.sort();
