@@ -1,4 +1,7 @@
-//! Cross-process and cross-language end-to-end tests for intentkit.
+//! Cross-language end-to-end tests for intentkit: one server, clients in several languages.
 //!
-//! Empty until the façades exist (gRPC server, C ABI); core's own cross-process tests live in
-//! `core/tests/`.
+//! Nothing lives here yet. The Go and Java clients that these tests would drive are not
+//! written; until they are, the cross-process tests sit beside what they exercise:
+//! `sandbox/tests/crash.rs` (the engine killed with SIGKILL and restarted),
+//! `grpc-server/tests/sandbox_process.rs` (`intentkitd --sandbox` as its own process), and
+//! `bindings/` (the C ABI from C and from forked PHP processes, run by `scripts/test.sh`).
