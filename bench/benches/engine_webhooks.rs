@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use intentkit_bench::{
-    Steal, bench_dir, env_usize, open_loop, percentile, plain_insert, plain_insert_table,
+    Steal, bench_dir, env_usize, ms, open_loop, percentile, plain_insert, plain_insert_table,
     plain_inserts,
 };
 use intentkit_core::provider::Secret;
@@ -125,10 +125,6 @@ async fn deliver(engine: &Engine, account: &AccountName, header: &str, body: &[u
         )
         .await;
     assert_eq!(d, Delivery::Accepted("applied"), "webhook not applied");
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn main() {

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use intentkit_bench::{bench_dir, env_usize, percentile};
+use intentkit_bench::{bench_dir, env_usize, ms, percentile};
 use intentkit_proto::v1;
 use intentkit_proto::v1::intent_service_client::IntentServiceClient;
 use intentkit_proto::v1::intent_service_server::{IntentService, IntentServiceServer};
@@ -343,11 +343,11 @@ fn main() {
             println!(
                 "round {round}: echo {:>8.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms | intentkit {:>8.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms | ratio {ratio:.2}x (target >= 0.6x)",
                 e.rps,
-                e.p50.as_secs_f64() * 1e3,
-                e.p99.as_secs_f64() * 1e3,
+                ms(e.p50),
+                ms(e.p99),
                 i.rps,
-                i.p50.as_secs_f64() * 1e3,
-                i.p99.as_secs_f64() * 1e3,
+                ms(i.p50),
+                ms(i.p99),
             );
             println!(
                 "         server RSS: idle {:.1} MiB, under load (peak) {:.1} MiB; echo under load {:.1} MiB",

@@ -64,6 +64,11 @@ pub fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// A duration in milliseconds, for report lines.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
 /// CPU time the hypervisor gave to other guests while a phase ran ("steal", from
 /// `/proc/stat`). On a shared virtual machine a phase with high steal measures the neighbours,
 /// not us: a latency figure is printed with the steal seen during it, so a reader can tell.
@@ -201,8 +206,8 @@ fn wait_until(due: Instant) {
     }
 }
 
-/// A plain-insert table with the store's pragmas, for baselines that are driven from outside
-/// (open loop): one ~`row_bytes` row per transaction.
+/// A plain-insert table with the store's pragmas (WAL, `synchronous = FULL`), for baselines
+/// that are driven from outside (open loop) through [`plain_insert`].
 pub fn plain_insert_table(dir: &Path, name: &str) -> rusqlite::Connection {
     let path = dir.join(format!("baseline-{name}.db"));
     let conn = rusqlite::Connection::open(&path).expect("open");
