@@ -22,9 +22,9 @@ use intentkit_core::provider::Secret;
 use intentkit_core::provider::config::{HttpSettings, PientegraAccount, ProvidersConfig};
 use intentkit_core::provider::pientegra::{WebhookSecrets, signature_header};
 use intentkit_core::{
-    AccountName, Cause, Clock, Currency, Delivery, DepositRequest, Engine, EngineSettings,
-    IdempotencyKey, IntentEvent, IntentRequest, Ledger, Metadata, MinorUnits, PartnerReference,
-    PayerHandoff, Provider, ProviderRef, Signal, SqliteConfig, SqliteStore, SystemClock, UserId,
+    AccountName, Cause, Clock, Currency, DepositRequest, Engine, EngineSettings, IdempotencyKey,
+    IntentEvent, IntentRequest, Ledger, Metadata, MinorUnits, PartnerReference, PayerHandoff,
+    Provider, ProviderRef, Signal, SqliteConfig, SqliteStore, SystemClock, UserId, WebhookOutcome,
 };
 
 const SECRET: &str = "whsec_YmVuY2htYXJrLXNlY3JldA";
@@ -119,12 +119,12 @@ async fn deliver(engine: &Engine, account: &AccountName, header: &str, body: &[u
     let d = engine
         .handle_webhook(
             Provider::Pientegra,
-            account,
+            account.as_str(),
             move |name| (name == "Pientegra-Signature").then(|| header.clone()),
             body,
         )
         .await;
-    assert_eq!(d, Delivery::Accepted("applied"), "webhook not applied");
+    assert_eq!(d.outcome, WebhookOutcome::Applied, "webhook not applied");
 }
 
 fn main() {

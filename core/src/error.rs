@@ -3,9 +3,12 @@
 //! whether retrying the same call can succeed (`is_retryable()`).
 //!
 //! Codes are never renamed or reused; a retired code stays listed in `docs/errors.md`.
+//!
+//! Layering: this module sits above the value types ([`crate::types`]) and the status names
+//! ([`crate::status`]) and below everything else, so it imports only those two.
 
-use crate::lifecycle::{IntentStatus, SignalKind};
-use crate::types::{IdempotencyKey, IntentId};
+use crate::status::{IntentStatus, SignalKind};
+use crate::types::{IdempotencyKey, IntentId, InvalidValue};
 
 /// What can go wrong in core.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +62,15 @@ pub enum CoreError {
     /// A bug in intentkit, not in the caller's input; the message says where.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<InvalidValue> for CoreError {
+    fn from(e: InvalidValue) -> Self {
+        CoreError::InvalidArgument {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
 }
 
 impl CoreError {

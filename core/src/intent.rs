@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::CoreError;
-use crate::lifecycle::IntentStatus;
+use crate::status::IntentStatus;
 use crate::types::{
     AccountName, Currency, IdempotencyKey, IntentId, IntentKind, MinorUnits, PartnerReference,
     Provider, Timestamp, UserId, limits,

@@ -13,10 +13,10 @@ use crate::intent::{Intent, IntentRequest};
 use crate::lifecycle::{self, Anomaly, IntentEvent, Plan, Transition};
 use crate::outbox::{NewEvent, OutboxEvent};
 use crate::store::{
-    Commit, CommitOutcome, InsertOutcome, ListCursor, ListFilter, NewIntent, ParkedEvent,
-    ProviderDelivery, Store,
+    Commit, CommitOutcome, InsertOutcome, ListCursor, ListFilter, NewIntent, ParkOutcome,
+    ParkedEvent, ProviderDelivery, Store,
 };
-use crate::types::{ConsumerName, IdempotencyKey, IntentId, Provider, Timestamp};
+use crate::types::{AccountName, ConsumerName, IdempotencyKey, IntentId, Provider, Timestamp};
 
 /// How many times a change is re-decided after losing a version race before the caller is told
 /// to retry. Each round re-reads the intent, so this only runs out under pathological
@@ -334,41 +334,63 @@ impl Ledger {
         Ok(self.store.stuck_in_created(before, limit)?)
     }
 
-    /// Keeps a provider event for an intent not known yet.
-    pub fn park(
+    /// Keeps a provider signal until it can be applied, under its account's `cap`.
+    pub fn park(&self, event: &ParkedEvent, cap: usize) -> Result<ParkOutcome, CoreError> {
+        Ok(self.store.park_event(event, cap)?)
+    }
+
+    /// The signals kept for `intent`: those naming its provider reference, or the intent
+    /// itself, and received by its own account (or by an unknown one, before events carried
+    /// their account). Oldest first.
+    pub fn parked_for(&self, intent: &Intent) -> Result<Vec<ParkedEvent>, CoreError> {
+        let key = intent.provider_ref.as_ref().map(|r| r.lookup_key());
+        Ok(self
+            .store
+            .parked_for(intent.provider, &intent.account, key, intent.id)?)
+    }
+
+    /// A page of every kept signal, after row `after`.
+    pub fn parked_after(&self, after: i64, limit: usize) -> Result<Vec<ParkedEvent>, CoreError> {
+        Ok(self.store.parked_after(after, limit)?)
+    }
+
+    /// Forgets a kept signal.
+    pub fn drop_parked(&self, id: i64) -> Result<(), CoreError> {
+        Ok(self.store.drop_parked(id)?)
+    }
+
+    /// Forgets every signal kept for longer than `ttl_ms`; returns how many.
+    pub fn prune_parked(&self, ttl_ms: i64) -> Result<usize, CoreError> {
+        let before = self.clock.now().plus_millis(-ttl_ms);
+        Ok(self.store.prune_parked(before)?)
+    }
+
+    /// Where one account's named provider sweep stopped.
+    pub fn sweep_cursor(
         &self,
         provider: Provider,
-        lookup_key: &str,
-        event: &IntentEvent,
+        account: &AccountName,
+        name: &str,
+    ) -> Result<Option<String>, CoreError> {
+        Ok(self.store.sweep_cursor(provider, account, name)?)
+    }
+
+    /// Records where one account's named provider sweep stopped.
+    pub fn set_sweep_cursor(
+        &self,
+        provider: Provider,
+        account: &AccountName,
+        name: &str,
+        value: &str,
     ) -> Result<(), CoreError> {
         Ok(self
             .store
-            .park_event(provider, lookup_key, event, self.clock.now())?)
+            .set_sweep_cursor(provider, account, name, value, self.clock.now())?)
     }
 
-    /// Applies every event kept for the intent's provider reference, then forgets them.
-    /// Called once the intent has learned its reference.
-    pub fn apply_parked(&self, id: IntentId) -> Result<Vec<ApplyOutcome>, CoreError> {
-        let intent = self.get(id)?;
-        let Some(r) = &intent.provider_ref else {
-            return Ok(Vec::new());
-        };
-        let parked: Vec<ParkedEvent> = self.store.parked_events(r.provider(), r.lookup_key())?;
-        let mut outcomes = Vec::with_capacity(parked.len());
-        for p in parked {
-            let outcome = match self.apply(id, p.event) {
-                Ok(o) => o,
-                // A parked cancel cannot exist; anything refused is dropped with the rest.
-                Err(CoreError::InvalidTransition { .. }) => {
-                    self.store.drop_parked(p.id)?;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            self.store.drop_parked(p.id)?;
-            outcomes.push(outcome);
-        }
-        Ok(outcomes)
+    /// The newest outbox seq (0 when empty).
+    pub fn head_seq(&self) -> Result<u64, CoreError> {
+        Ok(self.store.head_seq()?)
     }
 
     /// One intent.

@@ -6,148 +6,12 @@
 //! check, so the same decision holds whether one thread, many threads or several processes
 //! deliver the signal.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::CoreError;
 use crate::intent::{Intent, PayerHandoff, ProviderRef, VerifiedPayer};
+pub use crate::status::{Cause, IntentStatus, SignalKind};
 use crate::types::{MinorUnits, Timestamp};
-
-/// Where an intent is in its lifecycle.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IntentStatus {
-    /// Recorded; the provider has not confirmed it yet.
-    Created,
-    /// The payer hand-off (link, QR) was issued; waiting for the payer.
-    Pending,
-    /// The payer says they paid; the provider is reviewing.
-    PayerConfirmed,
-    /// Final: the provider approved it. The only status that credits money.
-    Approved,
-    /// Final: the provider rejected it.
-    Rejected,
-    /// The hand-off expired unpaid. Funds may still arrive (late arrival).
-    Expired,
-    /// Funds arrived after expiry; the provider will still approve or reject.
-    LateArrival,
-    /// Final: the provider refused the create for good.
-    Failed,
-    /// Canceled by the caller before payment. A provider approval still wins.
-    Canceled,
-}
-
-impl IntentStatus {
-    /// Every status, in lifecycle order.
-    pub const ALL: [IntentStatus; 9] = [
-        IntentStatus::Created,
-        IntentStatus::Pending,
-        IntentStatus::PayerConfirmed,
-        IntentStatus::Expired,
-        IntentStatus::Canceled,
-        IntentStatus::LateArrival,
-        IntentStatus::Approved,
-        IntentStatus::Rejected,
-        IntentStatus::Failed,
-    ];
-
-    /// The stable snake_case name used in storage and events.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IntentStatus::Created => "created",
-            IntentStatus::Pending => "pending",
-            IntentStatus::PayerConfirmed => "payer_confirmed",
-            IntentStatus::Approved => "approved",
-            IntentStatus::Rejected => "rejected",
-            IntentStatus::Expired => "expired",
-            IntentStatus::LateArrival => "late_arrival",
-            IntentStatus::Failed => "failed",
-            IntentStatus::Canceled => "canceled",
-        }
-    }
-
-    /// Whether no signal can ever move the intent again.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            IntentStatus::Approved | IntentStatus::Rejected | IntentStatus::Failed
-        )
-    }
-}
-
-impl fmt::Display for IntentStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
-
-impl FromStr for IntentStatus {
-    type Err = CoreError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        IntentStatus::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| CoreError::invalid("status", format!("unknown status {s:?}")))
-    }
-}
-
-/// The data-free name of a [`Signal`]: the table's column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SignalKind {
-    /// The provider accepted the create and issued the payer hand-off.
-    HandoffIssued,
-    /// The provider refused the create for good.
-    CreateFailed,
-    /// The payer pressed "I made the payment" (Pientegra `PENDING_REVIEW`).
-    PayerConfirmed,
-    /// The provider approved (Pientegra `intent.approved`, Decentro `SUCCESS`).
-    Approved,
-    /// The provider rejected (Pientegra `intent.rejected`, Decentro `FAILURE`).
-    Rejected,
-    /// The hand-off expired unpaid (our timer, Pientegra `AUTO_CANCELLED`, Decentro `EXPIRED`).
-    Expired,
-    /// Funds arrived after expiry (Pientegra `LATE_ARRIVAL`).
-    LateArrival,
-    /// The caller cancels (a command, not a provider fact).
-    Cancel,
-}
-
-impl SignalKind {
-    /// Every signal, in the table's column order.
-    pub const ALL: [SignalKind; 8] = [
-        SignalKind::HandoffIssued,
-        SignalKind::CreateFailed,
-        SignalKind::PayerConfirmed,
-        SignalKind::Approved,
-        SignalKind::Rejected,
-        SignalKind::Expired,
-        SignalKind::LateArrival,
-        SignalKind::Cancel,
-    ];
-
-    /// The stable snake_case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SignalKind::HandoffIssued => "handoff_issued",
-            SignalKind::CreateFailed => "create_failed",
-            SignalKind::PayerConfirmed => "payer_confirmed",
-            SignalKind::Approved => "approved",
-            SignalKind::Rejected => "rejected",
-            SignalKind::Expired => "expired",
-            SignalKind::LateArrival => "late_arrival",
-            SignalKind::Cancel => "cancel",
-        }
-    }
-}
-
-impl fmt::Display for SignalKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.as_str())
-    }
-}
 
 /// A fact about an intent, with the data it brings.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,51 +69,6 @@ impl Signal {
             Signal::LateArrival => SignalKind::LateArrival,
             Signal::Cancel { .. } => SignalKind::Cancel,
         }
-    }
-}
-
-/// Where a signal came from; recorded in history.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Cause {
-    /// A call of ours: create, cancel.
-    Api,
-    /// A verified provider webhook.
-    Webhook,
-    /// A provider callback (Decentro), confirmed as configured.
-    Callback,
-    /// A status look-up: reconciliation, recovery or an on-demand refresh.
-    StatusPoll,
-    /// Our own expiry timer.
-    Timer,
-}
-
-impl Cause {
-    /// The stable snake_case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cause::Api => "api",
-            Cause::Webhook => "webhook",
-            Cause::Callback => "callback",
-            Cause::StatusPoll => "status_poll",
-            Cause::Timer => "timer",
-        }
-    }
-}
-
-impl FromStr for Cause {
-    type Err = CoreError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            Cause::Api,
-            Cause::Webhook,
-            Cause::Callback,
-            Cause::StatusPoll,
-            Cause::Timer,
-        ]
-        .into_iter()
-        .find(|c| c.as_str() == s)
-        .ok_or_else(|| CoreError::invalid("cause", format!("unknown cause {s:?}")))
     }
 }
 
@@ -337,7 +156,10 @@ pub const fn rule(from: IntentStatus, signal: SignalKind) -> Rule {
         (S::Canceled, K::Cancel) => Duplicate,
         (_, K::Cancel) => Refuse,
 
-        (S::Approved | S::Rejected, K::LateArrival) => Stale,
+        // Funds after an approval are the late-arrival notice arriving out of order. Funds
+        // after a rejection are money the host has not credited and must hear about.
+        (S::Approved, K::LateArrival) => Stale,
+        (S::Rejected, K::LateArrival) => Anomaly,
         (S::LateArrival, K::LateArrival) => Duplicate,
         (_, K::LateArrival) => To(S::LateArrival),
 
@@ -463,6 +285,13 @@ fn decide(intent: &Intent, event: &IntentEvent) -> Result<Decision, CoreError> {
             }
             _ => Decision::Duplicate,
         },
+        Rule::Anomaly if (from, kind) == (IntentStatus::Rejected, SignalKind::LateArrival) => {
+            Decision::Anomaly(
+                "funds arrived for a rejected intent; the provider holds money the host has not \
+                 credited: settle it with the provider"
+                    .to_string(),
+            )
+        }
         Rule::Anomaly => Decision::Anomaly(format!("intent is {from}; {kind} contradicts it")),
         Rule::Refuse => {
             return Err(CoreError::InvalidTransition {

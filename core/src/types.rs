@@ -1,6 +1,10 @@
 //! Value types that name the domain. Each is parsed once, at the edge, and carries its
 //! invariant inward: a `MinorUnits` is never a float, a `Currency` is always three upper-case
 //! letters, an `IdempotencyKey` always fits the column it is stored in.
+//!
+//! This is the bottom of core: it imports nothing from the crate. A value that fails to parse
+//! is an [`InvalidValue`], which [`crate::CoreError`] (one floor up) turns into
+//! `INVALID_ARGUMENT`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,7 +12,31 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
-use crate::error::CoreError;
+/// A value from outside that does not parse into its domain type. Names the field as the
+/// public schema does, and says what would be accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field}: {reason}")]
+pub struct InvalidValue {
+    /// The field, as named in the public schema.
+    pub field: &'static str,
+    /// What is wrong with it, in words a developer can act on.
+    pub reason: String,
+}
+
+impl InvalidValue {
+    /// An invalid `field`, and why.
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        InvalidValue {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The stable machine code, the same as [`crate::CoreError::InvalidArgument`]'s.
+    pub fn code(&self) -> &'static str {
+        "INVALID_ARGUMENT"
+    }
+}
 
 /// Validation limits that are our own choice (the provider pages are silent on them). They
 /// live here, in one place, so that they can change. Documented in `docs/decisions.md`.
@@ -57,11 +85,11 @@ impl fmt::Debug for IntentId {
 }
 
 impl FromStr for IntentId {
-    type Err = CoreError;
+    type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Uuid::parse_str(s)
             .map(Self)
-            .map_err(|_| CoreError::invalid("intent_id", "must be a UUID"))
+            .map_err(|_| InvalidValue::new("intent_id", "must be a UUID"))
     }
 }
 
@@ -103,12 +131,12 @@ impl fmt::Display for Provider {
 }
 
 impl FromStr for Provider {
-    type Err = CoreError;
+    type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Provider::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| CoreError::invalid("provider", "must be one of: pientegra, decentro"))
+            .ok_or_else(|| InvalidValue::new("provider", "must be one of: pientegra, decentro"))
     }
 }
 
@@ -133,12 +161,12 @@ impl IntentKind {
 }
 
 impl FromStr for IntentKind {
-    type Err = CoreError;
+    type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "deposit" => Ok(IntentKind::Deposit),
             "account_verification" => Ok(IntentKind::AccountVerification),
-            _ => Err(CoreError::invalid(
+            _ => Err(InvalidValue::new(
                 "kind",
                 "must be deposit or account_verification",
             )),
@@ -153,9 +181,9 @@ pub struct MinorUnits(i64);
 
 impl MinorUnits {
     /// A non-negative amount; negative amounts have no meaning for an intent.
-    pub fn new(value: i64) -> Result<Self, CoreError> {
+    pub fn new(value: i64) -> Result<Self, InvalidValue> {
         if value < 0 {
-            return Err(CoreError::invalid("amount", "must not be negative"));
+            return Err(InvalidValue::new("amount", "must not be negative"));
         }
         Ok(Self(value))
     }
@@ -196,11 +224,11 @@ impl Currency {
 }
 
 impl FromStr for Currency {
-    type Err = CoreError;
+    type Err = InvalidValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bytes = s.as_bytes();
         if bytes.len() != 3 || !bytes.iter().all(u8::is_ascii_uppercase) {
-            return Err(CoreError::invalid(
+            return Err(InvalidValue::new(
                 "currency",
                 "must be a three-letter upper-case ISO 4217 code",
             ));
@@ -244,20 +272,20 @@ macro_rules! bounded_string {
 
         impl $name {
             /// Parses and validates.
-            pub fn new(value: impl Into<String>) -> Result<Self, CoreError> {
+            pub fn new(value: impl Into<String>) -> Result<Self, InvalidValue> {
                 let value = value.into();
                 let allowed: fn(char) -> bool = $allowed;
                 if value.is_empty() {
-                    return Err(CoreError::invalid($field, "must not be empty"));
+                    return Err(InvalidValue::new($field, "must not be empty"));
                 }
                 if value.chars().count() > $max {
-                    return Err(CoreError::invalid(
+                    return Err(InvalidValue::new(
                         $field,
                         format!("must be at most {} characters", $max),
                     ));
                 }
                 if !value.chars().all(allowed) {
-                    return Err(CoreError::invalid($field, "contains characters that are not allowed"));
+                    return Err(InvalidValue::new($field, "contains characters that are not allowed"));
                 }
                 Ok(Self(value))
             }
@@ -275,7 +303,7 @@ macro_rules! bounded_string {
         }
 
         impl FromStr for $name {
-            type Err = CoreError;
+            type Err = InvalidValue;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 Self::new(s)
             }
@@ -351,13 +379,13 @@ impl Timestamp {
     }
 
     /// Parses RFC 3339 (`2026-11-22T10:00:00.123Z`, any offset).
-    pub fn parse_rfc3339(s: &str) -> Result<Self, CoreError> {
+    pub fn parse_rfc3339(s: &str) -> Result<Self, InvalidValue> {
         let dt = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| CoreError::invalid("timestamp", "must be an RFC 3339 date-time"))?;
+            .map_err(|_| InvalidValue::new("timestamp", "must be an RFC 3339 date-time"))?;
         let ms = dt.unix_timestamp_nanos() / 1_000_000;
         i64::try_from(ms)
             .map(Self)
-            .map_err(|_| CoreError::invalid("timestamp", "out of range"))
+            .map_err(|_| InvalidValue::new("timestamp", "out of range"))
     }
 
     /// Formats as RFC 3339 UTC with milliseconds.

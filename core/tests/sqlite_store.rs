@@ -7,11 +7,12 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 
 use intentkit_core::store::sqlite::SqliteStore;
+use intentkit_core::store::{ParkOutcome, ParkedEvent};
 use intentkit_core::{
     AccountName, ApplyOutcome, Cause, ConsumerName, CoreError, Currency, DepositRequest, EventType,
     IdempotencyKey, Intent, IntentEvent, IntentRequest, IntentStatus, Ledger, ManualClock,
-    Metadata, MinorUnits, OutboxEvent, PartnerReference, PayerHandoff, Provider, ProviderRef,
-    Signal, SqliteConfig, StoreError, Timestamp, UserId,
+    Metadata, MinorUnits, OutboxEvent, PartnerReference, PayerHandoff, Proof, Provider,
+    ProviderRef, Signal, SqliteConfig, StoreError, Timestamp, UserId,
 };
 use proptest::prelude::*;
 
@@ -315,7 +316,8 @@ fn commits_grouped_into_one_transaction_keep_their_own_outcomes() {
     // and the outbox must stay gapless.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.db");
-    let (ledger, _) = open(&path);
+    let store = Arc::new(SqliteStore::open(&path, SqliteConfig::default()).unwrap());
+    let ledger = Ledger::new(store.clone(), Arc::new(ManualClock::new(T0)));
     let ids: Vec<_> = (0..16)
         .map(|n| {
             let id = ledger
@@ -336,6 +338,7 @@ fn commits_grouped_into_one_transaction_keep_their_own_outcomes() {
         ids[0]
     ))
     .unwrap();
+    let (tx_before, writes_before) = store.group_commit_stats();
     let barrier = Arc::new(Barrier::new(8));
     let handles: Vec<_> = (0..8)
         .map(|t| {
@@ -388,6 +391,16 @@ fn commits_grouped_into_one_transaction_keep_their_own_outcomes() {
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "gapless");
     assert_eq!(ledger.get(ids[0]).unwrap().status, IntentStatus::Pending);
+    // The writes were grouped: fewer transactions than commits.
+    let (tx_after, writes_after) = store.group_commit_stats();
+    let (transactions, writes) = (tx_after - tx_before, writes_after - writes_before);
+    // Each intent's approval reached the writer at least once (later copies may be answered
+    // as duplicates before they queue).
+    assert!(writes >= 16, "{writes} writes");
+    assert!(
+        transactions < writes,
+        "{writes} commits in {transactions} transactions: nothing was grouped"
+    );
 }
 
 #[test]
@@ -512,11 +525,11 @@ fn migrations_apply_once_and_a_newer_schema_is_refused() {
     let path = dir.path().join("k.db");
     {
         let store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(store.schema_version().unwrap(), 3);
     }
     {
         let store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 2);
+        assert_eq!(store.schema_version().unwrap(), 3);
     }
     let side = rusqlite::Connection::open(&path).unwrap();
     side.execute(
@@ -763,26 +776,158 @@ fn a_transient_error_is_noted_on_a_created_intent_without_a_transition() {
     assert_eq!(ledger.stuck_in_created(60_000, 10).unwrap().len(), 1);
 }
 
-#[test]
-fn an_event_for_an_unknown_intent_is_kept_and_applied_when_the_reference_appears() {
-    let dir = tempfile::tempdir().unwrap();
-    let (ledger, _) = open(&dir.path().join("k.db"));
-    let early = approved(95_000, "evt-early").with_provider_ref(ProviderRef::Pientegra {
+fn parked(account: Option<&str>, lookup: &str, event: IntentEvent, proof: Proof) -> ParkedEvent {
+    ParkedEvent {
+        id: 0,
+        provider: Provider::Pientegra,
+        account: account.map(|a| AccountName::new(a).unwrap()),
+        lookup_key: lookup.into(),
+        intent_id: None,
+        proof,
+        received_at: T0,
+        event,
+    }
+}
+
+fn early_approval(event_id: &str) -> IntentEvent {
+    approved(95_000, event_id).with_provider_ref(ProviderRef::Pientegra {
         intent_id: "p-late".into(),
         reference_no: None,
-    });
-    ledger.park(Provider::Pientegra, "p-late", &early).unwrap();
+    })
+}
+
+#[test]
+fn a_parked_event_is_found_only_for_an_intent_of_the_account_that_received_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = open(&dir.path().join("k.db"));
+    let own = parked(
+        Some("tr-main"),
+        "p-late",
+        early_approval("evt-own"),
+        Proof::Signed,
+    );
+    let other = parked(
+        Some("tr-other"),
+        "p-late",
+        early_approval("evt-other"),
+        Proof::Signed,
+    );
+    assert_eq!(ledger.park(&own, 10).unwrap(), ParkOutcome::Parked);
+    assert_eq!(ledger.park(&other, 10).unwrap(), ParkOutcome::Parked);
     let id = ledger.create(deposit(100_000), key("a")).unwrap().intent.id;
+    let before = ledger.get(id).unwrap();
     assert!(
-        ledger.apply_parked(id).unwrap().is_empty(),
+        ledger.parked_for(&before).unwrap().is_empty(),
         "no reference yet"
     );
     ledger.apply(id, handoff("p-late")).unwrap();
-    let applied = ledger.apply_parked(id).unwrap();
-    assert_eq!(applied.len(), 1);
-    assert_eq!(ledger.get(id).unwrap().status, IntentStatus::Approved);
-    assert!(
-        ledger.apply_parked(id).unwrap().is_empty(),
-        "applied once, then forgotten"
+    let found = ledger.parked_for(&ledger.get(id).unwrap()).unwrap();
+    let accounts: Vec<_> = found.iter().map(|p| p.account.clone()).collect();
+    assert_eq!(accounts, [Some(AccountName::new("tr-main").unwrap())]);
+    assert_eq!(found[0].event, own.event);
+}
+
+#[test]
+fn parking_is_bounded_per_account_and_deduplicated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, clock) = open(&dir.path().join("k.db"));
+    let claim = |n: u32| {
+        parked(
+            Some("in-main"),
+            &format!("TXN{n}"),
+            early_approval(&format!("cb-{n}")),
+            Proof::Claim,
+        )
+    };
+    for n in 0..3 {
+        assert_eq!(ledger.park(&claim(n), 3).unwrap(), ParkOutcome::Parked);
+    }
+    assert_eq!(
+        ledger.park(&claim(0), 3).unwrap(),
+        ParkOutcome::AlreadyParked,
+        "the same claim again is kept once, even when the account is full"
     );
+    assert_eq!(ledger.park(&claim(3), 3).unwrap(), ParkOutcome::Full);
+    // Another account has its own room.
+    let signed = parked(
+        Some("tr-main"),
+        "p-1",
+        early_approval("evt-1"),
+        Proof::Signed,
+    );
+    assert_eq!(ledger.park(&signed, 3).unwrap(), ParkOutcome::Parked);
+    assert_eq!(ledger.parked_after(0, 100).unwrap().len(), 4);
+
+    // Maintenance forgets what outlived its time to live, which frees the room again.
+    clock.advance_millis(60_000);
+    assert_eq!(ledger.prune_parked(30_000).unwrap(), 4);
+    assert!(ledger.parked_after(0, 100).unwrap().is_empty());
+    assert_eq!(ledger.park(&claim(3), 3).unwrap(), ParkOutcome::Parked);
+}
+
+#[test]
+fn a_version_2_database_keeps_its_parked_events_as_claims_of_unknown_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 0), (2, 0);",
+        )
+        .unwrap();
+        conn.execute_batch(include_str!("../src/store/sqlite/0001_init.sql"))
+            .unwrap();
+        conn.execute_batch(include_str!("../src/store/sqlite/0002_engine.sql"))
+            .unwrap();
+        conn.execute(
+            "INSERT INTO parked_events (provider, lookup_key, received_at, event) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![
+                "pientegra",
+                "p-late",
+                T0.unix_millis(),
+                serde_json::to_string(&early_approval("evt-old")).unwrap()
+            ],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 3);
+    let ledger = Ledger::new(Arc::new(store), Arc::new(ManualClock::new(T0)));
+    let rows = ledger.parked_after(0, 10).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].account, None,
+        "the account that received it is unknown"
+    );
+    assert_eq!(
+        rows[0].proof,
+        Proof::Claim,
+        "so it is confirmed before it applies"
+    );
+    assert_eq!(rows[0].event, early_approval("evt-old"));
+}
+
+#[test]
+fn a_provider_event_id_is_deduplicated_per_intent() {
+    // The same event id for two intents (one of them an impostor's) must not silence the
+    // other's delivery.
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, _) = open(&dir.path().join("k.db"));
+    let a = ledger.create(deposit(100_000), key("a")).unwrap().intent.id;
+    let b = ledger.create(deposit(100_000), key("b")).unwrap().intent.id;
+    ledger.apply(a, handoff("p-a")).unwrap();
+    ledger.apply(b, handoff("p-b")).unwrap();
+    assert!(matches!(
+        ledger.apply(a, approved(100_000, "evt-shared")).unwrap(),
+        ApplyOutcome::Applied { .. }
+    ));
+    assert!(matches!(
+        ledger.apply(b, approved(100_000, "evt-shared")).unwrap(),
+        ApplyOutcome::Applied { .. }
+    ));
+    assert!(matches!(
+        ledger.apply(b, approved(100_000, "evt-shared")).unwrap(),
+        ApplyOutcome::Duplicate { .. }
+    ));
 }

@@ -72,8 +72,47 @@ fn a_call_past_its_timeout_is_deadline_exceeded_and_retryable_with_the_same_key(
     );
     assert_eq!(st, IntentkitStatus::DeadlineExceeded);
     assert_eq!(e.reason.as_ref().unwrap().to_str(), "CALL_TIMEOUT");
+    assert!(e.retryable, "the host is told it may retry");
     assert!(started.elapsed() < std::time::Duration::from_millis(1_500));
     assert!(out.is_none(), "nothing written on failure");
+
+    // The provider is quick again. The same call with the same key finishes the same intent,
+    // however far the first one got: one intent of ours, one at the provider.
+    rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{root}/_control/faults"))
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+    });
+    let config_timeout = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let mut e = error();
+        let mut out: Option<char_p::Box> = None;
+        let st = intentkit_create_deposit(
+            Some(&handle),
+            Some(char_p::Ref::from(request.as_c_str())),
+            Some(out.manually_drop_mut().as_out()),
+            Some(&mut e),
+        );
+        if st == IntentkitStatus::DeadlineExceeded {
+            // The first call's create may still hold the key at the provider for a moment.
+            assert!(e.retryable);
+            assert!(config_timeout.elapsed() < std::time::Duration::from_secs(10));
+            continue;
+        }
+        assert_eq!(st, IntentkitStatus::Ok, "{e:?}");
+        let json: serde_json::Value = serde_json::from_str(out.as_ref().unwrap().to_str()).unwrap();
+        assert_eq!(json["status"], "INTENT_STATUS_PENDING", "{json}");
+        ids.push(json["id"].as_str().unwrap().to_string());
+        intentkit_string_free(out);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "the same key gave the same intent: {ids:?}");
+    assert_eq!(sim.intent_ids().len(), 1, "one deposit at the provider");
 
     intentkit_close(Some(handle));
     sim.shutdown();

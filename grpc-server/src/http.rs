@@ -1,9 +1,8 @@
 //! The provider-facing HTTP receiver (`POST /webhooks/pientegra/{account}`,
 //! `POST /callbacks/decentro/{account}`) and the metrics endpoint. The receiver hands the raw
-//! bytes and headers to the engine and answers exactly as it says: 2xx applied or duplicate,
-//! 4xx refused, 5xx not stored (so the provider retries).
-
-use std::sync::Arc;
+//! bytes and headers to the engine and answers exactly as it says (status, body): 2xx taken,
+//! 4xx refused, 404 unknown account, 5xx not stored or not confirmed yet (the provider
+//! retries). The same answer comes back from the `HandleWebhook` RPC and the C ABI.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -11,8 +10,7 @@ use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use intentkit_core::{AccountName, Engine, Provider};
-use tokio::sync::Notify;
+use intentkit_core::{Engine, Provider, WebhookAnswer, WebhookOutcome};
 
 use crate::metrics::Metrics;
 
@@ -20,9 +18,9 @@ use crate::metrics::Metrics;
 struct Receiver {
     engine: Engine,
     metrics: Metrics,
-    changed: Arc<Notify>,
 }
 
+/// Hands the delivery to the engine and gives the provider the engine's answer as it is.
 async fn deliver(
     r: &Receiver,
     provider: Provider,
@@ -30,78 +28,82 @@ async fn deliver(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse + use<> {
-    let json = [(header::CONTENT_TYPE, "application/json")];
-    let Ok(account) = AccountName::new(account) else {
-        r.metrics.webhook(provider.as_str(), "unknown_account");
-        return (
-            StatusCode::NOT_FOUND,
-            json,
-            r#"{"error":{"code":"UNKNOWN_ACCOUNT"}}"#.to_string(),
-        );
-    };
     let lookup = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
-    let d = r
+    let answer = r
         .engine
         .handle_webhook(provider, &account, lookup, &body)
         .await;
-    r.changed.notify_waiters();
-    let answer = intentkit_proto::convert::webhook_response(&d, provider);
-    r.metrics.webhook(provider.as_str(), &answer.outcome);
-    match answer.outcome.as_str() {
-        "refused" | "unknown_account" => {
-            tracing::warn!(provider = provider.as_str(), account = %account, outcome = answer.outcome, reason = answer.reason, "delivery refused")
+    let outcome = answer.outcome.as_str();
+    r.metrics.webhook(provider.as_str(), outcome);
+    // The account is logged only once it is known to be one of ours: the path is the
+    // sender's text.
+    let known = answer.outcome != WebhookOutcome::UnknownAccount;
+    let account = if known { account.as_str() } else { "?" };
+    match answer.outcome {
+        WebhookOutcome::Refused | WebhookOutcome::UnknownAccount => {
+            tracing::warn!(
+                provider = provider.as_str(),
+                account,
+                outcome,
+                reason = answer.reason,
+                "delivery refused"
+            )
         }
-        "retry_later" => {
-            tracing::error!(provider = provider.as_str(), account = %account, "delivery not stored; the provider will retry")
+        WebhookOutcome::RetryLater | WebhookOutcome::Unconfirmed => {
+            tracing::warn!(
+                provider = provider.as_str(),
+                account,
+                outcome,
+                reason = answer.reason,
+                detail = answer.detail,
+                "delivery not taken; the provider will send it again"
+            )
         }
-        outcome => {
-            tracing::debug!(provider = provider.as_str(), account = %account, outcome, "delivery")
-        }
+        _ => tracing::debug!(provider = provider.as_str(), account, outcome, "delivery"),
     }
-    let status = StatusCode::from_u16(d.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (status, json, answer.http_body)
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        answer.body,
+    )
 }
 
-/// The receiver's routes, with a body limit (413 past it).
-pub fn receiver(
-    engine: Engine,
-    metrics: Metrics,
-    changed: Arc<Notify>,
-    body_limit: usize,
-) -> Router {
-    let state = Receiver {
-        engine,
-        metrics,
-        changed,
-    };
+/// The receiver's routes, with a body limit (413 past it). `/webhooks/{provider}/{account}` and
+/// `/callbacks/{provider}/{account}` are the same: each provider's documentation names one
+/// (`/webhooks/pientegra/...`, `/callbacks/decentro/...`), and a new provider needs no route.
+pub fn receiver(engine: Engine, metrics: Metrics, body_limit: usize) -> Router {
+    let state = Receiver { engine, metrics };
+    let handler = post(
+        |State(r): State<Receiver>,
+         Path((provider, account)): Path<(String, String)>,
+         headers: HeaderMap,
+         body: Bytes| async move {
+            match provider.parse::<Provider>() {
+                Ok(p) => deliver(&r, p, account, headers, body).await.into_response(),
+                Err(_) => {
+                    // Metrics labels stay bounded: an unknown path is counted once, as such.
+                    r.metrics
+                        .webhook("unknown", WebhookOutcome::UnknownAccount.as_str());
+                    let answer = WebhookAnswer::standard(WebhookOutcome::UnknownAccount, None);
+                    (
+                        StatusCode::NOT_FOUND,
+                        [(header::CONTENT_TYPE, "application/json")],
+                        answer.body,
+                    )
+                        .into_response()
+                }
+            }
+        },
+    );
     Router::new()
-        .route(
-            "/webhooks/pientegra/{account}",
-            post(
-                |State(r): State<Receiver>,
-                 Path(account): Path<String>,
-                 headers: HeaderMap,
-                 body: Bytes| async move {
-                    deliver(&r, Provider::Pientegra, account, headers, body).await
-                },
-            ),
-        )
-        .route(
-            "/callbacks/decentro/{account}",
-            post(
-                |State(r): State<Receiver>,
-                 Path(account): Path<String>,
-                 headers: HeaderMap,
-                 body: Bytes| async move {
-                    deliver(&r, Provider::Decentro, account, headers, body).await
-                },
-            ),
-        )
+        .route("/webhooks/{provider}/{account}", handler.clone())
+        .route("/callbacks/{provider}/{account}", handler)
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

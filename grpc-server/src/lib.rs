@@ -17,12 +17,11 @@ pub mod sandbox;
 pub mod service;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use intentkit_core::Engine;
 use intentkit_proto::v1::intent_service_server::IntentServiceServer;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{Config, ServerConfig};
@@ -149,7 +148,6 @@ impl Server {
     ) -> Result<Server, StartError> {
         let (shutdown, stop) = watch::channel(false);
         let metrics = Metrics::new();
-        let changed = Arc::new(Notify::new());
         let mut tasks = Vec::new();
         let Listeners {
             grpc: grpc_listener,
@@ -165,12 +163,7 @@ impl Server {
 
         // gRPC: the service behind the token check, health and reflection open (probes and
         // tooling carry no tokens, and reveal nothing but the schema and serving state).
-        let service = service::Service::new(
-            engine.clone(),
-            metrics.clone(),
-            changed.clone(),
-            stop.clone(),
-        );
+        let service = service::Service::new(engine.clone(), metrics.clone(), stop.clone());
         let auth = auth::Auth::new(&config.auth_tokens, config.allow_unauthenticated);
         let intents = IntentServiceServer::with_interceptor(service, move |r| auth.check(r));
         let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -217,12 +210,7 @@ impl Server {
         ));
 
         // The provider-facing receiver.
-        let app = http::receiver(
-            engine.clone(),
-            metrics.clone(),
-            changed.clone(),
-            config.webhook_body_limit,
-        );
+        let app = http::receiver(engine.clone(), metrics.clone(), config.webhook_body_limit);
         let mut http_stop = stop.clone();
         tasks.push((
             "HTTP receiver",
@@ -257,7 +245,7 @@ impl Server {
 
         // Maintenance: at once (crash recovery on start), then every interval.
         let every = Duration::from_millis(config.maintenance_interval_ms);
-        let (m_engine, m_metrics, m_changed) = (engine.clone(), metrics.clone(), changed.clone());
+        let (m_engine, m_metrics) = (engine.clone(), metrics.clone());
         let mut maint_stop = stop.clone();
         tasks.push((
             "maintenance",
@@ -269,12 +257,11 @@ impl Server {
                             let _ = maint_stop.wait_for(|s| *s).await;
                         },
                         |report| {
-                            m_changed.notify_waiters();
                             if !report.errors.is_empty() || !report.reconcile.errors.is_empty() {
                                 m_metrics.maintenance_error();
                                 tracing::warn!(errors = ?report.errors, reconcile = ?report.reconcile.errors, "maintenance reported errors");
-                            } else if report.recovered + report.expired + report.reconcile.settled > 0 {
-                                tracing::info!(recovered = report.recovered, expired = report.expired, settled = report.reconcile.settled, replayed = report.reconcile.replayed, "maintenance");
+                            } else if report.changed_anything() {
+                                tracing::info!(recovered = report.recovered, expired = report.expired, parked_settled = report.parked_settled, settled = report.reconcile.settled, replayed = report.reconcile.replayed, "maintenance");
                             }
                         },
                     )
@@ -283,12 +270,7 @@ impl Server {
         ));
 
         // Events written before this start are not this server's to count.
-        let ledger = engine.ledger().clone();
-        let head = tokio::task::spawn_blocking(move || ledger.store().head_seq())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or(0);
+        let head = engine.head_seq().await.unwrap_or(0);
         let mut tail_stop = stop.clone();
         tasks.push((
             "metrics tail",

@@ -259,7 +259,7 @@ async fn demo_deposit(engine: &intentkit_core::Engine) -> Result<(String, String
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    let e = |e: intentkit_core::CoreError| e.to_string();
+    let e = |e: intentkit_core::InvalidValue| e.to_string();
     let request = DepositRequest {
         account: AccountName::new(intentkit_grpc_server::sandbox::PIENTEGRA_ACCOUNT).map_err(e)?,
         amount: MinorUnits::new(150_000).map_err(e)?,

@@ -162,24 +162,23 @@ impl Metrics {
         tokio::pin!(stop);
         let mut cursor = from;
         loop {
-            let ledger = engine.ledger().clone();
             let consumers: Vec<ConsumerName> = self
                 .consumers
                 .lock()
                 .map(|c| c.iter().cloned().collect())
                 .unwrap_or_default();
-            let start = cursor;
-            let step = tokio::task::spawn_blocking(move || {
-                let head = ledger.store().head_seq()?;
-                let events = ledger.events_after(start, 1_000)?;
-                let lags = consumers
-                    .into_iter()
-                    .map(|c| ledger.position(&c).map(|p| (c, head.saturating_sub(p))))
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok::<_, intentkit_core::CoreError>((head, events, lags))
-            })
+            let step = async {
+                let head = engine.head_seq().await?;
+                let events = engine.events_after(cursor, 1_000).await?;
+                let mut lags = Vec::with_capacity(consumers.len());
+                for c in consumers {
+                    let p = engine.position(c.clone()).await?;
+                    lags.push((c, head.saturating_sub(p)));
+                }
+                Ok::<_, intentkit_core::EngineError>((head, events, lags))
+            }
             .await;
-            if let Ok(Ok((head, events, lags))) = step {
+            if let Ok((head, events, lags)) = step {
                 self.outbox_head
                     .set(i64::try_from(head).unwrap_or(i64::MAX));
                 for e in &events {

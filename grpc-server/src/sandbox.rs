@@ -119,7 +119,6 @@ pub async fn start_simulators(
             client_secret: Secret::new(creds.client_secret),
             module_secret: Secret::new(creds.module_secret),
             provider_secret: Secret::new(creds.provider_secret),
-            confirm_callbacks: true,
             http: HttpSettings::default(),
         },
     );

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::Stream;
@@ -13,7 +12,7 @@ use intentkit_proto::v1;
 use intentkit_proto::v1::intent_service_server::IntentService;
 use intentkit_proto::{ApiError, Code};
 use intentkit_proto::{convert, ops};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 
 use crate::metrics::Metrics;
@@ -51,8 +50,6 @@ fn core_status(e: intentkit_core::CoreError) -> Status {
 pub struct Service {
     engine: Engine,
     metrics: Metrics,
-    /// Woken when this process writes to the outbox, so that streams need not wait for a poll.
-    changed: Arc<Notify>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -64,16 +61,10 @@ impl std::fmt::Debug for Service {
 
 impl Service {
     /// A service over `engine`; streams end when `shutdown` turns true.
-    pub fn new(
-        engine: Engine,
-        metrics: Metrics,
-        changed: Arc<Notify>,
-        shutdown: watch::Receiver<bool>,
-    ) -> Self {
+    pub fn new(engine: Engine, metrics: Metrics, shutdown: watch::Receiver<bool>) -> Self {
         Service {
             engine,
             metrics,
-            changed,
             shutdown,
         }
     }
@@ -113,10 +104,6 @@ impl Service {
             self.metrics.consumer(&c);
         }
     }
-
-    fn wrote(&self) {
-        self.changed.notify_waiters();
-    }
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<v1::Event, Status>> + Send>>;
@@ -129,7 +116,6 @@ impl IntentService for Service {
     ) -> Result<Response<v1::Intent>, Status> {
         let start = Instant::now();
         let r = ops::create_deposit(&self.engine, request.into_inner()).await;
-        self.wrote();
         self.observe("CreateDeposit", start, r)
     }
 
@@ -139,7 +125,6 @@ impl IntentService for Service {
     ) -> Result<Response<v1::Intent>, Status> {
         let start = Instant::now();
         let r = ops::create_account_verification(&self.engine, request.into_inner()).await;
-        self.wrote();
         self.observe("CreateAccountVerification", start, r)
     }
 
@@ -167,7 +152,6 @@ impl IntentService for Service {
     ) -> Result<Response<v1::Intent>, Status> {
         let start = Instant::now();
         let r = ops::cancel_intent(&self.engine, request.into_inner()).await;
-        self.wrote();
         self.observe("CancelIntent", start, r)
     }
 
@@ -177,7 +161,6 @@ impl IntentService for Service {
     ) -> Result<Response<v1::Intent>, Status> {
         let start = Instant::now();
         let r = ops::refresh_intent(&self.engine, request.into_inner()).await;
-        self.wrote();
         self.observe("RefreshIntent", start, r)
     }
 
@@ -189,7 +172,6 @@ impl IntentService for Service {
         let request = request.into_inner();
         let provider = convert::from_provider(request.provider).ok();
         let r = ops::handle_webhook(&self.engine, request).await;
-        self.wrote();
         if let (Ok(answer), Some(p)) = (&r, provider) {
             self.metrics.webhook(p.as_str(), &answer.outcome);
         }
@@ -205,39 +187,29 @@ impl IntentService for Service {
         let r = request.into_inner();
         let consumer = convert::consumer(&r.consumer).map_err(core_status)?;
         self.metrics.consumer(&consumer);
-        let ledger = self.engine.ledger().clone();
         let start = match r.after_seq {
             Some(seq) => seq,
-            None => {
-                let (l, c) = (ledger.clone(), consumer.clone());
-                tokio::task::spawn_blocking(move || l.position(&c))
-                    .await
-                    .map_err(|e| Status::internal(format!("store task: {e}")))?
-                    .map_err(core_status)?
-            }
+            None => self
+                .engine
+                .position(consumer)
+                .await
+                .map_err(|e| status_of(&ApiError::from(e)))?,
         };
         // The channel holds one batch: the reader waits for the client to take events before
         // it reads more, so a slow client costs one batch of memory, not the outbox.
         let (tx, rx) = mpsc::channel::<Result<v1::Event, Status>>(STREAM_BATCH);
-        let changed = self.changed.clone();
+        let mut feed = self.engine.subscribe();
+        let engine = self.engine.clone();
         let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let mut cursor = start;
             loop {
-                let notified = changed.notified();
-                let l = ledger.clone();
-                let batch =
-                    tokio::task::spawn_blocking(move || l.events_after(cursor, STREAM_BATCH)).await;
-                let events = match batch {
-                    Ok(Ok(events)) => events,
-                    Ok(Err(e)) => {
-                        let _ = tx.send(Err(core_status(e))).await;
-                        return;
-                    }
+                // Writes after this point wake the wait below, even if they land mid-read.
+                feed.mark_seen();
+                let events = match engine.events_after(cursor, STREAM_BATCH).await {
+                    Ok(events) => events,
                     Err(e) => {
-                        let _ = tx
-                            .send(Err(Status::internal(format!("store task: {e}"))))
-                            .await;
+                        let _ = tx.send(Err(status_of(&ApiError::from(e)))).await;
                         return;
                     }
                 };
@@ -257,7 +229,7 @@ impl IntentService for Service {
                     continue;
                 }
                 tokio::select! {
-                    () = notified => {}
+                    () = feed.changed() => {}
                     () = tokio::time::sleep(STREAM_IDLE_POLL) => {}
                     () = tx.closed() => return,
                     () = stopped(&mut shutdown) => {

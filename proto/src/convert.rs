@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashMap};
 use intentkit_core::lifecycle::{Anomaly, Transition};
 use intentkit_core::store::{ListCursor, ListFilter};
 use intentkit_core::{
-    AccountName, AccountVerificationRequest, Cause, ConsumerName, CoreError, Currency, Delivery,
+    AccountName, AccountVerificationRequest, Cause, ConsumerName, CoreError, Currency,
     DepositRequest, EventType, IdempotencyKey, Intent, IntentId, IntentKind, IntentStatus,
     Metadata, MinorUnits, OutboxEvent, PartnerReference, PayerHandoff, Provider, ProviderRef,
-    Timestamp, UserId, VerifiedPayer,
+    Timestamp, UserId, VerifiedPayer, WebhookAnswer,
 };
 
 use crate::v1;
@@ -249,7 +249,7 @@ pub fn intent_id(s: &str) -> Result<IntentId, CoreError> {
 
 /// A consumer name from a request field.
 pub fn consumer(s: &str) -> Result<ConsumerName, CoreError> {
-    ConsumerName::new(s)
+    Ok(ConsumerName::new(s)?)
 }
 
 /// A create-deposit request as core's request and key.
@@ -345,22 +345,14 @@ pub fn events_limit(limit: u32) -> usize {
     }
 }
 
-/// What the engine said of a webhook, as the schema's answer.
-pub fn webhook_response(d: &Delivery, p: Provider) -> v1::HandleWebhookResponse {
-    let (outcome, reason) = match d {
-        Delivery::Accepted(what) => (*what, String::new()),
-        Delivery::Duplicate => ("duplicate", String::new()),
-        Delivery::Parked => ("parked", String::new()),
-        Delivery::Ignored => ("ignored", String::new()),
-        Delivery::Refused(e) => ("refused", e.code().to_string()),
-        Delivery::UnknownAccount => ("unknown_account", "UNKNOWN_ACCOUNT".to_string()),
-        Delivery::RetryLater(_) => ("retry_later", "RETRY_LATER".to_string()),
-    };
+/// The engine's answer to a webhook, as the schema's: the same status, body, outcome and
+/// reason the receiver gives the provider.
+pub fn webhook_response(answer: &WebhookAnswer) -> v1::HandleWebhookResponse {
     v1::HandleWebhookResponse {
-        http_status: u32::from(d.http_status()),
-        http_body: d.body(p),
-        outcome: outcome.to_string(),
-        reason,
+        http_status: u32::from(answer.status),
+        http_body: answer.body.clone(),
+        outcome: answer.outcome.as_str().to_string(),
+        reason: answer.reason.unwrap_or_default().to_string(),
     }
 }
 

@@ -4,26 +4,11 @@
 
 use std::collections::HashMap;
 
-use intentkit_core::{AccountName, Engine, MaintenanceReport};
+use intentkit_core::{Engine, MaintenanceReport};
 
 use crate::ApiError;
 use crate::convert;
 use crate::v1;
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, intentkit_core::CoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                crate::Code::Internal,
-                "INTERNAL",
-                format!("store task: {e}"),
-            )
-        })?
-        .map_err(ApiError::from)
-}
 
 /// `CreateDeposit`.
 pub async fn create_deposit(
@@ -83,27 +68,28 @@ pub async fn refresh_intent(
     Ok(convert::intent(&engine.refresh(id).await?))
 }
 
-/// `HandleWebhook`: header names are matched case-insensitively.
+/// `HandleWebhook`: header names are matched case-insensitively. The answer is the one the
+/// receiver gives: an unknown or invalid account is `404 unknown_account` here too, not an
+/// error of the call.
 pub async fn handle_webhook(
     engine: &Engine,
     r: v1::HandleWebhookRequest,
 ) -> Result<v1::HandleWebhookResponse, ApiError> {
     let provider = convert::from_provider(r.provider)?;
-    let account = AccountName::new(r.account)?;
     let headers: HashMap<String, String> = r
         .headers
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect();
-    let d = engine
+    let answer = engine
         .handle_webhook(
             provider,
-            &account,
+            &r.account,
             |name| headers.get(&name.to_ascii_lowercase()).cloned(),
             &r.body,
         )
         .await;
-    Ok(convert::webhook_response(&d, provider))
+    Ok(convert::webhook_response(&answer))
 }
 
 /// `ListEvents`.
@@ -113,13 +99,10 @@ pub async fn list_events(
 ) -> Result<v1::ListEventsResponse, ApiError> {
     let consumer = convert::consumer(&r.consumer)?;
     let limit = convert::events_limit(r.limit);
-    let ledger = engine.ledger().clone();
-    let (events, acked) = blocking(move || {
-        let acked = ledger.position(&consumer)?;
-        let events = ledger.events_after(r.after_seq.unwrap_or(acked), limit)?;
-        Ok((events, acked))
-    })
-    .await?;
+    let acked = engine.position(consumer).await?;
+    let events = engine
+        .events_after(r.after_seq.unwrap_or(acked), limit)
+        .await?;
     Ok(v1::ListEventsResponse {
         events: events.iter().map(convert::event).collect(),
         acked_seq: acked,
@@ -132,23 +115,27 @@ pub async fn ack_events(
     r: v1::AckEventsRequest,
 ) -> Result<v1::AckEventsResponse, ApiError> {
     let consumer = convert::consumer(&r.consumer)?;
-    let ledger = engine.ledger().clone();
-    let acked = blocking(move || ledger.ack(&consumer, r.seq)).await?;
+    let acked = engine.ack(consumer, r.seq).await?;
     Ok(v1::AckEventsResponse { acked_seq: acked })
 }
 
-/// One maintenance pass (recovery, expiry, reconciliation), for hosts without the server's
-/// background tasks. The report is plain JSON, not a schema message: it is for logs.
+/// One maintenance pass (recovery, expiry, parked signals, reconciliation), for hosts without
+/// the server's background tasks. The report is plain JSON, not a schema message: it is for
+/// logs.
 pub async fn run_maintenance(engine: &Engine) -> serde_json::Value {
     let MaintenanceReport {
         recovered,
         expired,
+        parked_settled,
+        parked_pruned,
         reconcile,
         errors,
     } = engine.maintain().await;
     serde_json::json!({
         "recovered": recovered,
         "expired": expired,
+        "parkedSettled": parked_settled,
+        "parkedPruned": parked_pruned,
         "settled": reconcile.settled,
         "replayed": reconcile.replayed,
         "providerCalls": reconcile.calls,

@@ -117,7 +117,10 @@ impl ApiError {
             code,
             reason: reason.to_string(),
             message: message.into(),
-            retryable: matches!(code, Code::Unavailable | Code::Aborted),
+            retryable: matches!(
+                code,
+                Code::Unavailable | Code::Aborted | Code::DeadlineExceeded
+            ),
             intent_id: None,
         }
     }
@@ -207,6 +210,12 @@ impl From<EngineError> for ApiError {
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         ApiError::from(&EngineError::Core(e))
+    }
+}
+
+impl From<intentkit_core::InvalidValue> for ApiError {
+    fn from(e: intentkit_core::InvalidValue) -> Self {
+        ApiError::from(CoreError::from(e))
     }
 }
 

@@ -546,7 +546,13 @@ async fn status(State(sim): Shared, headers: HeaderMap, Path(id): Path<String>) 
             Some(&id),
         );
     };
-    let mut data = json!({ "transactionStatus": t.status.as_str() });
+    // What the transaction was created with (ours, names): an integration checks these
+    // before it believes the status is about its own verification.
+    let mut data = json!({
+        "transactionStatus": t.status.as_str(),
+        "referenceId": t.reference_id,
+        "transactionAmount": "1.00",
+    });
     if let (TxnStatus::Success, Value::Object(payer)) = (t.status, &t.payer) {
         for (k, v) in payer {
             data[k] = v.clone();

@@ -21,14 +21,15 @@ use intentkit_core::{
 use intentkit_sandbox::pientegra;
 use serde_json::json;
 
-fn engine(db: &std::path::Path, base_url: &str) -> Engine {
+/// The engine, and the ledger under it (for the test's own checks of the database).
+fn engine(db: &std::path::Path, base_url: &str) -> (Engine, Ledger) {
     let mut providers = ProvidersConfig::default();
     let acc = pientegra_account(base_url, None);
     providers.pientegra.insert(acc.name.clone(), acc);
     let store = SqliteStore::open(db, SqliteConfig::default()).unwrap();
     let ledger = Ledger::new(Arc::new(store), Arc::new(SystemClock));
-    Engine::new(
-        ledger,
+    let engine = Engine::new(
+        ledger.clone(),
         Arc::new(SystemClock),
         &providers,
         EngineSettings {
@@ -36,7 +37,8 @@ fn engine(db: &std::path::Path, base_url: &str) -> Engine {
             ..Default::default()
         },
     )
-    .unwrap()
+    .unwrap();
+    (engine, ledger)
 }
 
 fn deposit(n: u64) -> DepositRequest {
@@ -64,7 +66,7 @@ async fn crash_child() {
         return;
     };
     let count: u64 = count.parse().unwrap();
-    let engine = engine(std::path::Path::new(&db), &url);
+    let (engine, _) = engine(std::path::Path::new(&db), &url);
     println!("READY");
     let tasks: Vec<_> = (0..4)
         .map(|t| {
@@ -130,7 +132,7 @@ async fn restart_and_check(
     sim: &pientegra::Simulator,
     expected_intents: usize,
 ) {
-    let engine = engine(db, sim.base_url());
+    let (engine, ledger) = engine(db, sim.base_url());
     for _ in 0..5 {
         engine.recover_created().await.unwrap();
     }
@@ -152,8 +154,7 @@ async fn restart_and_check(
     );
     let mut ours = HashSet::new();
     for pid in &provider_ids {
-        let found = engine
-            .ledger()
+        let found = ledger
             .find_by_provider_ref(Provider::Pientegra, pid)
             .unwrap()
             .unwrap_or_else(|| panic!("provider intent {pid} has no intent of ours"));
@@ -199,7 +200,7 @@ async fn restart_and_check(
     let mut terminal: BTreeMap<_, usize> = BTreeMap::new();
     let mut cursor = 0;
     loop {
-        let batch = engine.ledger().events_after(cursor, 1_000).unwrap();
+        let batch = engine.events_after(cursor, 1_000).await.unwrap();
         let Some(last) = batch.last() else { break };
         cursor = last.seq;
         for e in batch {
@@ -229,7 +230,7 @@ async fn killed_between_the_provider_call_and_the_store_write() {
     child.wait().unwrap();
     assert_eq!(sim.intent_count(), 1);
     {
-        let engine = engine(&db, sim.base_url());
+        let (engine, _) = engine(&db, sim.base_url());
         let (all, _) = engine.list(Default::default(), None, 10).await.unwrap();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].status, IntentStatus::Created);

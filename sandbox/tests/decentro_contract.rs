@@ -102,7 +102,7 @@ async fn success_comes_by_callback_and_the_status_api_confirms_the_verified_paye
     .await;
     assert_eq!(paid, 204);
     let cb = recv.seen.lock().unwrap()[0].clone().unwrap().unwrap();
-    assert!(cb.needs_confirmation);
+    assert_eq!(cb.proof, intentkit_core::Proof::Claim);
     assert_eq!(cb.event.cause, Cause::Callback);
     assert_eq!(
         cb.our_reference.as_deref(),

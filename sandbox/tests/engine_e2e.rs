@@ -7,11 +7,14 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
+use intentkit_core::provider::Secret;
 use intentkit_core::provider::config::ProvidersConfig;
+use intentkit_core::provider::pientegra::signature_header;
 use intentkit_core::{
     AccountName, AccountVerificationRequest, Currency, DepositRequest, Engine, EngineSettings,
     EventType, IdempotencyKey, Intent, IntentStatus, Ledger, ManualClock, Metadata, MinorUnits,
     OutboxEvent, PartnerReference, Provider, ProviderRef, SqliteConfig, SqliteStore, UserId,
+    WebhookAnswer, WebhookOutcome,
 };
 use intentkit_sandbox::{decentro, pientegra};
 use serde_json::json;
@@ -24,7 +27,15 @@ struct World {
     _dir: tempfile::TempDir,
 }
 
+/// The webhook secret of a second Pientegra account, `tr-other`, on the same simulator: what
+/// another merchant on the platform (or a low-trust sandbox account) holds.
+const OTHER_SECRET: &str = "whsec_b3RoZXItYWNjb3VudA";
+
 async fn world(pientegra_retries: u32) -> World {
+    world_with(pientegra_retries, |_| {}).await
+}
+
+async fn world_with(pientegra_retries: u32, tune: impl FnOnce(&mut EngineSettings)) -> World {
     let clock = clock();
     let p = pientegra::Simulator::start(Default::default(), Arc::new(clock.clone()), loopback())
         .await
@@ -35,19 +46,19 @@ async fn world(pientegra_retries: u32) -> World {
     let mut providers = ProvidersConfig::default();
     let mut pacc = pientegra_account(p.base_url(), None);
     pacc.http.max_retries = pientegra_retries;
+    let mut other = pacc.clone();
+    other.name = AccountName::new("tr-other").unwrap();
+    other.webhook.current = Secret::new(OTHER_SECRET);
     providers.pientegra.insert(pacc.name.clone(), pacc);
+    providers.pientegra.insert(other.name.clone(), other);
     let dacc = decentro_account(d.base_url());
     providers.decentro.insert(dacc.name.clone(), dacc);
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("e.db"), SqliteConfig::default()).unwrap();
     let ledger = Ledger::new(Arc::new(store), Arc::new(clock.clone()));
-    let engine = Engine::new(
-        ledger,
-        Arc::new(clock.clone()),
-        &providers,
-        EngineSettings::default(),
-    )
-    .unwrap();
+    let mut settings = EngineSettings::default();
+    tune(&mut settings);
+    let engine = Engine::new(ledger, Arc::new(clock.clone()), &providers, settings).unwrap();
     let url = receiver_for(engine.clone()).await;
     let http = reqwest::Client::new();
     for (root, path, body) in [
@@ -94,11 +105,11 @@ impl World {
         post_control(self.decentro.base_url(), path, body).await
     }
 
-    fn events(&self, intent: &Intent) -> Vec<OutboxEvent> {
+    async fn events(&self, intent: &Intent) -> Vec<OutboxEvent> {
         let mut out = Vec::new();
         let mut cursor = 0;
         loop {
-            let batch = self.engine.ledger().events_after(cursor, 500).unwrap();
+            let batch = self.engine.events_after(cursor, 500).await.unwrap();
             let Some(last) = batch.last() else {
                 break;
             };
@@ -108,8 +119,12 @@ impl World {
         out
     }
 
-    fn types(&self, intent: &Intent) -> Vec<EventType> {
-        self.events(intent).iter().map(|e| e.event_type).collect()
+    async fn types(&self, intent: &Intent) -> Vec<EventType> {
+        self.events(intent)
+            .await
+            .iter()
+            .map(|e| e.event_type)
+            .collect()
     }
 
     async fn settles(&self, id: intentkit_core::IntentId, to: IntentStatus) -> bool {
@@ -191,7 +206,7 @@ async fn a_deposit_approved_for_another_amount_credits_the_approved_amount_once(
     )
     .await;
     assert!(w.settles(i.id, IntentStatus::Approved).await);
-    let events = w.events(&i);
+    let events = w.events(&i).await;
     let approved: Vec<_> = events
         .iter()
         .filter(|e| e.event_type == EventType::Approved)
@@ -249,7 +264,7 @@ async fn expired_then_late_arrival_then_approved() {
         .await;
     assert!(w.settles(i.id, IntentStatus::Approved).await);
     assert_eq!(
-        w.types(&i),
+        w.types(&i).await,
         [
             EventType::Created,
             EventType::Pending,
@@ -286,7 +301,7 @@ async fn duplicate_and_reordered_webhooks_settle_once() {
         IntentStatus::Approved
     );
     assert_eq!(
-        w.types(&i),
+        w.types(&i).await,
         [EventType::Created, EventType::Pending, EventType::Approved],
         "the late expiry is stale, the repeats are duplicates"
     );
@@ -453,7 +468,7 @@ async fn a_verification_succeeds_by_confirmed_callback_with_the_verified_payer()
     let payer = done.verified_payer.unwrap();
     assert_eq!(payer.name.as_deref(), Some("A Kumar"));
     assert_eq!(payer.ifsc.as_deref(), Some("HDFC0000001"));
-    let history = w.engine.ledger().history(i.id).unwrap();
+    let history = w.engine.history(i.id).await.unwrap();
     assert_eq!(
         history.last().unwrap().cause,
         intentkit_core::Cause::Callback
@@ -503,33 +518,157 @@ async fn an_unpaid_verification_expires() {
     );
 }
 
+/// A callback as Decentro would send it, with the payer a forger would choose.
+fn forged_callback(txn_id: &str, reference: &str) -> String {
+    json!({
+        "decentroTxnId": txn_id, "referenceId": reference, "transactionStatus": "SUCCESS",
+        "payerName": "Mallory", "payerAccountNumber": "XXXX0000", "payerIfsc": "EVIL0000001",
+    })
+    .to_string()
+}
+
+impl World {
+    async fn callback(&self, body: &str) -> WebhookAnswer {
+        self.engine
+            .handle_webhook(Provider::Decentro, "in-main", |_| None, body.as_bytes())
+            .await
+    }
+
+    async fn approved_events(&self, i: &Intent) -> usize {
+        self.events(i)
+            .await
+            .iter()
+            .filter(|e| e.event_type == EventType::Approved)
+            .count()
+    }
+}
+
 #[tokio::test]
-async fn a_forged_callback_that_the_status_api_contradicts_is_an_anomaly() {
+async fn a_forged_callback_does_not_use_up_the_genuine_one() {
     let w = world(4).await;
     let i = w
         .engine
         .create_account_verification(verification(), key("v-1"))
         .await
         .unwrap();
-    let forged = json!({
-        "decentroTxnId": txn(&i), "referenceId": i.provider_key, "transactionStatus": "SUCCESS",
-        "payerName": "Mallory", "payerAccountNumber": "XXXX0000", "payerIfsc": "EVIL0000001",
-    });
-    let d = w
-        .engine
-        .handle_webhook(
-            Provider::Decentro,
-            &AccountName::new("in-main").unwrap(),
-            |_| None,
-            forged.to_string().as_bytes(),
-        )
+    // Forged while Decentro still says PENDING: not applied, and answered so that a genuine
+    // sender would retry.
+    let forged = w
+        .callback(&forged_callback(&txn(&i), &i.provider_key))
         .await;
-    assert_eq!(d.http_status(), 200, "acknowledged, so it is not resent");
+    assert_eq!(forged.outcome, WebhookOutcome::Unconfirmed);
+    assert_eq!(forged.status, 503);
+    assert_eq!(forged.reason, Some("CLAIM_NOT_CONFIRMED_YET"));
     let now = w.engine.get(i.id).await.unwrap();
     assert_eq!(now.status, IntentStatus::Pending, "not applied");
     assert!(now.verified_payer.is_none());
+    assert_eq!(w.approved_events(&i).await, 0);
+
+    // The payer really pays: Decentro's own callback settles it, with the real payer.
+    w.control_d(
+        &format!("transactions/{}/pay", txn(&i)),
+        json!({"payerName": "A Kumar"}),
+    )
+    .await;
+    assert!(w.settles(i.id, IntentStatus::Approved).await);
+    let done = w.engine.get(i.id).await.unwrap();
+    assert_eq!(
+        done.verified_payer.unwrap().name.as_deref(),
+        Some("A Kumar")
+    );
+    assert_eq!(w.approved_events(&i).await, 1);
+    // The forger's copy, sent again now, is a duplicate of the applied one.
+    let again = w
+        .callback(&forged_callback(&txn(&i), &i.provider_key))
+        .await;
+    assert_eq!(again.outcome, WebhookOutcome::Duplicate);
+    assert_eq!(w.approved_events(&i).await, 1);
+}
+
+#[tokio::test]
+async fn a_callback_parked_before_its_transaction_existed_is_confirmed_before_it_applies() {
+    let w = world(4).await;
+    // The simulator's transaction ids are sequential, so the next one can be guessed.
+    let guessed = "DCTRSIM0000000001";
+    let parked = w
+        .callback(&forged_callback(
+            guessed,
+            "0000000000000000000000000000beef",
+        ))
+        .await;
+    assert_eq!(parked.outcome, WebhookOutcome::Parked);
+    let i = w
+        .engine
+        .create_account_verification(verification(), key("v-1"))
+        .await
+        .unwrap();
+    assert_eq!(txn(&i), guessed);
+    // The verification learned that id; the parked claim was checked and Decentro says PENDING.
+    let now = w.engine.get(i.id).await.unwrap();
+    assert_eq!(now.status, IntentStatus::Pending);
+    assert!(now.verified_payer.is_none());
+    let report = w.engine.maintain().await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(
+        w.engine.get(i.id).await.unwrap().status,
+        IntentStatus::Pending,
+        "maintenance re-checks it and still finds nothing to apply"
+    );
+    assert_eq!(w.approved_events(&i).await, 0);
+}
+
+#[tokio::test]
+async fn a_callback_naming_someone_elses_paid_transaction_settles_nothing() {
+    let w = world(4).await;
+    // Someone else's verification at the same provider, paid.
+    let other = reqwest::Client::new()
+        .post(format!("{}/v2/payments/penny_pull", w.decentro.base_url()))
+        .header("client_id", "sandbox_client")
+        .header("client_secret", "sandbox_client_secret")
+        .header("module_secret", "sandbox_module_secret")
+        .header("provider_secret", "sandbox_provider_secret")
+        .header("content-type", "application/json")
+        .body(r#"{"reference_id":"someone-else-1","purpose_message":"KYC","generate_qr":0,"generate_uri":0,"customized_qr_with_logo":0}"#)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let other = serde_json::from_slice::<serde_json::Value>(&other).unwrap()["decentroTxnId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.control_d(&format!("transactions/{other}/pay"), json!({}))
+        .await;
+    // Ours is still `created`: its create timed out, so it has no transaction id yet.
+    w.control_d("faults", json!({"latency_ms": 4_000})).await;
+    let err = w
+        .engine
+        .create_account_verification(verification(), key("v-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "PROVIDER_UNAVAILABLE");
+    w.control_d("faults", json!({})).await;
+    let (page, _) = w.engine.list(Default::default(), None, 1).await.unwrap();
+    let ours = page.into_iter().next().unwrap();
+    assert_eq!(ours.status, IntentStatus::Created);
+    assert!(ours.provider_ref.is_none());
+
+    let d = w
+        .callback(&forged_callback(&other, &ours.provider_key))
+        .await;
+    assert_eq!(d.outcome, WebhookOutcome::Refused);
+    assert_eq!(d.reason, Some("WEBHOOK_NOT_CONFIRMED"));
+    let now = w.engine.get(ours.id).await.unwrap();
+    assert_eq!(now.status, IntentStatus::Created);
+    assert!(
+        now.provider_ref.is_none(),
+        "another's transaction is not ours"
+    );
     let anomalies: Vec<_> = w
-        .events(&i)
+        .events(&ours)
+        .await
         .into_iter()
         .filter(|e| e.event_type == EventType::Anomaly)
         .collect();
@@ -541,7 +680,152 @@ async fn a_forged_callback_that_the_status_api_contradicts_is_an_anomaly() {
             .as_ref()
             .unwrap()
             .detail
-            .contains("status API says PENDING")
+            .contains("another reference_id")
+    );
+}
+
+#[tokio::test]
+async fn a_transaction_id_outside_decentros_characters_is_refused_before_any_request() {
+    let w = world(4).await;
+    let i = w
+        .engine
+        .create_account_verification(verification(), key("v-1"))
+        .await
+        .unwrap();
+    let calls = w.decentro.api_calls();
+    for bad in ["../../v2/payments/penny_pull", "DCTR 1", "DCTR%2F1", ".."] {
+        let d = w.callback(&forged_callback(bad, &i.provider_key)).await;
+        assert_eq!(d.outcome, WebhookOutcome::Refused, "{bad}");
+        assert_eq!(d.reason, Some("WEBHOOK_MALFORMED"), "{bad}");
+    }
+    assert_eq!(w.decentro.api_calls(), calls, "no request reached Decentro");
+}
+
+#[tokio::test]
+async fn a_webhook_signed_for_one_account_cannot_touch_another_accounts_intent() {
+    let w = world(4).await;
+    let i = w
+        .engine
+        .create_deposit(deposit(100_000), key("d-1"))
+        .await
+        .unwrap();
+    // Whoever holds tr-other's webhook secret signs an approval of tr-main's deposit.
+    let body = json!({
+        "eventId": "5f1c2a9e-0000-4000-8000-00000000beef", "eventType": "intent.approved",
+        "intent": {"id": pientegra_id(&i), "amount": "100000", "currency": "TRY", "status": "APPROVED"},
+    })
+    .to_string();
+    let header = signature_header(
+        &Secret::new(OTHER_SECRET),
+        intentkit_core::Clock::now(&w.clock).unix_millis(),
+        body.as_bytes(),
+    );
+    let d = w
+        .engine
+        .handle_webhook(
+            Provider::Pientegra,
+            "tr-other",
+            |n| (n == "Pientegra-Signature").then(|| header.clone()),
+            body.as_bytes(),
+        )
+        .await;
+    assert_eq!(d.status, 400);
+    assert_eq!(d.reason, Some("WEBHOOK_ACCOUNT_MISMATCH"));
+    assert_eq!(
+        w.engine.get(i.id).await.unwrap().status,
+        IntentStatus::Pending,
+        "nothing changed"
+    );
+    assert_eq!(w.approved_events(&i).await, 0);
+    // The same body through tr-main's URL fails its signature: tr-other's secret is not
+    // tr-main's.
+    let d = w
+        .engine
+        .handle_webhook(
+            Provider::Pientegra,
+            "tr-main",
+            |n| (n == "Pientegra-Signature").then(|| header.clone()),
+            body.as_bytes(),
+        )
+        .await;
+    assert_eq!(d.reason, Some("WEBHOOK_SIGNATURE_MISMATCH"));
+}
+
+#[tokio::test]
+async fn a_flood_of_unsigned_callbacks_costs_bounded_disk_and_is_pruned() {
+    let w = world_with(4, |s| s.parked_cap_per_account = 20).await;
+    let mut answers = std::collections::BTreeMap::new();
+    for n in 0..60 {
+        let d = w
+            .callback(&forged_callback(
+                &format!("DCTRFLOOD{n:06}"),
+                "nobody-of-ours",
+            ))
+            .await;
+        *answers.entry((d.outcome.as_str(), d.status)).or_insert(0) += 1;
+    }
+    assert_eq!(
+        answers,
+        [(("parked", 200), 20), (("retry_later", 503), 40)].into()
+    );
+    // The same body again is kept once, not twice.
+    let again = w
+        .callback(&forged_callback("DCTRFLOOD000000", "nobody-of-ours"))
+        .await;
+    assert_eq!(again.outcome, WebhookOutcome::Parked);
+    // Another account's signed webhooks still park and apply.
+    let i = w
+        .engine
+        .create_deposit(deposit(100_000), key("d-1"))
+        .await
+        .unwrap();
+    w.control_p(&format!("intents/{}/approve", pientegra_id(&i)), json!({}))
+        .await;
+    assert!(w.settles(i.id, IntentStatus::Approved).await);
+    // After their time to live, maintenance forgets them.
+    w.clock.advance_millis(25 * 60 * 60 * 1_000);
+    let report = w.engine.maintain().await;
+    assert_eq!(report.parked_pruned, 20, "{report:?}");
+}
+
+#[tokio::test]
+async fn late_funds_after_a_rejection_reach_the_host() {
+    let w = world(4).await;
+    let i = w
+        .engine
+        .create_deposit(deposit(100_000), key("d-1"))
+        .await
+        .unwrap();
+    w.control_p(&format!("intents/{}/reject", pientegra_id(&i)), json!({}))
+        .await;
+    assert!(w.settles(i.id, IntentStatus::Rejected).await);
+    w.control_p(
+        &format!("intents/{}/late-arrival", pientegra_id(&i)),
+        json!({}),
+    )
+    .await;
+    assert!(
+        eventually(|| w
+            .pientegra
+            .deliveries()
+            .iter()
+            .filter(|d| d.2 == pientegra::DeliveryStatus::Delivered)
+            .count()
+            >= 2)
+        .await
+    );
+    let anomalies: Vec<_> = w
+        .events(&i)
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == EventType::Anomaly)
+        .collect();
+    assert_eq!(anomalies.len(), 1, "the host hears of the money");
+    let a = anomalies[0].payload.anomaly.as_ref().unwrap();
+    assert_eq!(a.signal, intentkit_core::Signal::LateArrival);
+    assert_eq!(
+        w.engine.get(i.id).await.unwrap().status,
+        IntentStatus::Rejected
     );
 }
 
@@ -552,26 +836,21 @@ async fn a_bad_signature_is_refused_with_4xx_and_a_reason() {
         .engine
         .handle_webhook(
             Provider::Pientegra,
-            &AccountName::new("tr-main").unwrap(),
+            "tr-main",
             |_| Some("t=1,v1=00".into()),
             b"{}",
         )
         .await;
-    assert_eq!(d.http_status(), 400);
-    assert!(
-        d.body(Provider::Pientegra)
-            .contains("WEBHOOK_SIGNATURE_MALFORMED")
-    );
-    let unknown = w
-        .engine
-        .handle_webhook(
-            Provider::Pientegra,
-            &AccountName::new("zz").unwrap(),
-            |_| None,
-            b"{}",
-        )
-        .await;
-    assert_eq!(unknown.http_status(), 404);
+    assert_eq!(d.status, 400);
+    assert!(d.body.contains("WEBHOOK_SIGNATURE_MALFORMED"));
+    for account in ["zz", "not an account/..", ""] {
+        let unknown = w
+            .engine
+            .handle_webhook(Provider::Pientegra, account, |_| None, b"{}")
+            .await;
+        assert_eq!(unknown.status, 404, "{account:?}");
+        assert_eq!(unknown.reason, Some("UNKNOWN_ACCOUNT"));
+    }
 }
 
 #[tokio::test]
@@ -614,7 +893,7 @@ async fn reconciliation_replays_a_missed_webhook_through_the_receiver() {
         w.engine.get(i.id).await.unwrap().status,
         IntentStatus::Approved
     );
-    let history = w.engine.ledger().history(i.id).unwrap();
+    let history = w.engine.history(i.id).await.unwrap();
     assert_eq!(
         history.last().unwrap().cause,
         intentkit_core::Cause::Webhook
@@ -623,10 +902,12 @@ async fn reconciliation_replays_a_missed_webhook_through_the_receiver() {
 
 #[tokio::test]
 async fn one_windowed_sweep_settles_every_stuck_intent_in_a_few_calls() {
+    // 250 deposits whose webhooks never arrive: 150 approved and 50 rejected at Pientegra,
+    // 50 still open. A pass costs list pages, not one call per intent.
     let w = world(4).await;
     w.control_p("deliveries/hold", json!({})).await;
     let mut intents = Vec::new();
-    for n in 0..6 {
+    for n in 0..250 {
         w.clock.advance_millis(1_000);
         intents.push(
             w.engine
@@ -635,40 +916,43 @@ async fn one_windowed_sweep_settles_every_stuck_intent_in_a_few_calls() {
                 .unwrap(),
         );
     }
-    for i in &intents[..3] {
+    for (n, i) in intents[..200].iter().enumerate() {
+        let action = if n % 4 == 3 { "reject" } else { "approve" };
+        w.control_p(&format!("intents/{}/{action}", pientegra_id(i)), json!({}))
+            .await;
+    }
+    let report = w.engine.reconcile().await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(report.settled, 200);
+    // tr-main: one events page, two intents pages of 100; tr-other: one events page (it has
+    // nothing open, so no window).
+    assert_eq!(report.calls, 4, "{report:?}");
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in &intents {
+        *statuses
+            .entry(w.engine.get(i.id).await.unwrap().status.as_str())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses,
+        [("approved", 150), ("pending", 50), ("rejected", 50)].into()
+    );
+    let h = w.engine.history(intents[0].id).await.unwrap();
+    assert_eq!(h.last().unwrap().cause, intentkit_core::Cause::StatusPoll);
+
+    // Nothing new at the provider: nothing settles, and the window starts at the oldest
+    // intent still open here (the last 50), so one page covers it.
+    let again = w.engine.reconcile().await;
+    assert_eq!((again.settled, again.calls), (0, 3), "{again:?}");
+
+    // Once nothing is open here, a pass only asks for missed deliveries.
+    for i in &intents[200..] {
         w.control_p(&format!("intents/{}/approve", pientegra_id(i)), json!({}))
             .await;
     }
-    w.control_p(
-        &format!("intents/{}/reject", pientegra_id(&intents[3])),
-        json!({}),
-    )
-    .await;
-    let report = w.engine.reconcile().await;
-    assert!(report.errors.is_empty(), "{report:?}");
-    assert_eq!(report.settled, 4);
-    assert_eq!(
-        report.calls, 2,
-        "one events page and one intents page: {report:?}"
-    );
-    let statuses: Vec<_> =
-        futures_util::future::join_all(intents.iter().map(|i| w.engine.get(i.id)))
-            .await
-            .into_iter()
-            .map(|r| r.unwrap().status)
-            .collect();
-    use IntentStatus::*;
-    assert_eq!(
-        statuses,
-        [Approved, Approved, Approved, Rejected, Pending, Pending]
-    );
-    for i in &intents[..4] {
-        let h = w.engine.ledger().history(i.id).unwrap();
-        assert_eq!(h.last().unwrap().cause, intentkit_core::Cause::StatusPoll);
-    }
-    // Nothing new: the sweep settles nothing and stays cheap.
-    let again = w.engine.reconcile().await;
-    assert_eq!((again.settled, again.calls), (0, 2));
+    assert_eq!(w.engine.reconcile().await.settled, 50);
+    let idle = w.engine.reconcile().await;
+    assert_eq!((idle.settled, idle.calls), (0, 2), "{idle:?}");
 }
 
 #[tokio::test]

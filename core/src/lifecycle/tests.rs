@@ -485,3 +485,22 @@ proptest! {
         prop_assert_eq!(history.len() as u64, intent.version);
     }
 }
+
+#[test]
+fn late_money_after_a_rejection_reaches_the_host_as_an_anomaly() {
+    let rejected = intent_in(IntentStatus::Rejected);
+    let Ok(Plan::Anomaly(a)) = plan(
+        &rejected,
+        &event(SignalKind::LateArrival).with_event_id("evt-late"),
+        NOW,
+    ) else {
+        panic!("late funds on a rejected intent must not be silent");
+    };
+    assert_eq!(a.signal, Signal::LateArrival);
+    assert!(a.detail.contains("rejected"), "{}", a.detail);
+    // After an approval, the late-arrival notice is only out of order.
+    assert_eq!(
+        rule(IntentStatus::Approved, SignalKind::LateArrival),
+        Rule::Stale
+    );
+}

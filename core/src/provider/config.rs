@@ -14,8 +14,10 @@
 //! client_secret = "..."
 //! module_secret = "..."
 //! provider_secret = "..."
-//! confirm_callbacks = true        # confirm each callback with the status API (default)
 //! ```
+//!
+//! Decentro callbacks are unsigned and always confirmed with the status API (`docs/trust.md`);
+//! the old `confirm_callbacks` key is accepted only as `true`.
 //!
 //! The environment wins over the file, so secrets can stay out of it. A TOML error reports a
 //! line and column, never the line's text, which may hold a secret.
@@ -96,8 +98,6 @@ pub struct DecentroAccount {
     pub module_secret: Secret,
     /// `provider_secret` header.
     pub provider_secret: Secret,
-    /// Confirm every callback with the status API before it settles an intent.
-    pub confirm_callbacks: bool,
     /// HTTP client settings.
     pub http: HttpSettings,
 }
@@ -151,6 +151,18 @@ pub enum ConfigError {
     /// A top-level key no part of intentkit reads (a typo, most likely).
     #[error("unknown top-level key {0:?} in the config file")]
     UnknownKey(String),
+    /// A field holds a value intentkit refuses.
+    #[error("{provider} account {account}: {field}: {reason}")]
+    Field {
+        /// The provider.
+        provider: Provider,
+        /// The account.
+        account: String,
+        /// The field.
+        field: &'static str,
+        /// Why, in words that never repeat the value.
+        reason: &'static str,
+    },
     /// A base URL is not http(s).
     #[error("{provider} account {account}: base_url must start with https:// or http://")]
     BaseUrl {
@@ -199,14 +211,11 @@ struct RawDecentro {
     client_secret: Option<Secret>,
     module_secret: Option<Secret>,
     provider_secret: Option<Secret>,
-    #[serde(default = "yes")]
-    confirm_callbacks: bool,
+    /// Retired: callbacks are always confirmed. Kept so that old files still load when it is
+    /// `true`, and fail with a clear word when it is `false`.
+    confirm_callbacks: Option<bool>,
     #[serde(default)]
     http: HttpSettings,
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// `INTENTKIT_<PROVIDER>_<ACCOUNT>_<FIELD>`, upper-cased, with `-` and `.` as `_`.
@@ -333,6 +342,15 @@ impl ProvidersConfig {
                 provider: Provider::Decentro,
                 account: &name,
             };
+            if acc.confirm_callbacks == Some(false) {
+                return Err(ConfigError::Field {
+                    provider: Provider::Decentro,
+                    account: name.clone(),
+                    field: "confirm_callbacks",
+                    reason: "callbacks are unsigned and are always confirmed with the status \
+                             API (docs/trust.md); remove the key",
+                });
+            }
             config.decentro.insert(
                 account.clone(),
                 DecentroAccount {
@@ -342,7 +360,6 @@ impl ProvidersConfig {
                     client_secret: r.required("client_secret", acc.client_secret)?,
                     module_secret: r.required("module_secret", acc.module_secret)?,
                     provider_secret: r.required("provider_secret", acc.provider_secret)?,
-                    confirm_callbacks: acc.confirm_callbacks,
                     http: acc.http,
                 },
             );
@@ -407,7 +424,6 @@ module_secret = "msecret"
         assert_eq!(p.http.connect_timeout_ms, 2_000);
         let d = &c.decentro[&AccountName::new("in-main").unwrap()];
         assert_eq!(d.provider_secret.expose(), "psecret");
-        assert!(d.confirm_callbacks, "callbacks are confirmed by default");
     }
 
     #[test]

@@ -4,14 +4,16 @@
 //! functions here.
 //!
 //! Decentro's callback is unsigned and comes only on `SUCCESS`. A parsed callback is therefore
-//! marked `needs_confirmation`: the engine confirms it with the status API before it settles
-//! an intent. Failures and expiries are learned from the status API alone.
+//! a [`Proof::Claim`]: the engine has it confirmed by the status API, at the moment it would be
+//! applied, before it settles anything. Failures and expiries are learned from the status API
+//! alone. A status reply confirms an intent only if it names the same transaction, our
+//! `reference_id`, and (when it gives one) the penny's amount: [`StatusReply::check`].
 
 use serde::{Deserialize, Serialize};
 
-use super::{Notification, WebhookError};
+use super::{Lookup, Notification, Proof, WebhookError, check_id, check_text, json_error};
 use crate::intent::{
-    AccountVerificationRequest, PENNY_PULL_AMOUNT, PayerHandoff, ProviderRef, VerifiedPayer,
+    AccountVerificationRequest, Intent, PENNY_PULL_AMOUNT, PayerHandoff, ProviderRef, VerifiedPayer,
 };
 use crate::lifecycle::{Cause, IntentEvent, Signal};
 use crate::types::Timestamp;
@@ -350,23 +352,103 @@ pub fn parse_create_response(
     Ok(LinkCreated { event })
 }
 
-/// Interprets a status response as an event with cause "status poll"; `Ok(None)` while the
-/// transaction is still pending.
-pub fn parse_status_response(body: &[u8]) -> Result<Option<IntentEvent>, DecentroError> {
-    let env: Envelope<PayerData> =
+/// A status response, read but not yet checked against an intent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusReply {
+    /// The transaction the reply is about.
+    pub txn_id: String,
+    /// The `reference_id` it was created with (ours, name: `data.referenceId`).
+    pub reference_id: Option<String>,
+    /// The amount paid, as Decentro writes it (ours, name: `data.transactionAmount`, rupees).
+    pub amount: Option<String>,
+    /// What the status says, as a status-poll event; `None` while pending.
+    pub event: Option<IntentEvent>,
+}
+
+impl StatusReply {
+    /// What this reply proves about `intent`, which names (or, for a claim, is claimed to
+    /// name) transaction `txn_id`: a fact only if the reply names the same transaction, the
+    /// intent's own `reference_id`, and the penny's amount where it gives one.
+    pub fn check(self, intent: &Intent, txn_id: &str) -> Lookup {
+        if self.txn_id != txn_id {
+            return Lookup::Mismatch(format!(
+                "the status reply names transaction {:?}, not the one asked for",
+                self.txn_id
+            ));
+        }
+        match &self.reference_id {
+            Some(r) if *r == intent.provider_key => {}
+            Some(_) => {
+                return Lookup::Mismatch(
+                    "the transaction belongs to another reference_id".to_string(),
+                );
+            }
+            None => {
+                return Lookup::Mismatch("the status reply names no reference_id".to_string());
+            }
+        }
+        if let Some(a) = &self.amount
+            && rupees_to_paise(a) != Some(PENNY_PULL_AMOUNT.get())
+        {
+            return Lookup::Mismatch(format!("the transaction is for INR {a}, not the penny"));
+        }
+        self.event.map_or(Lookup::Open, Lookup::Fact)
+    }
+}
+
+/// `"1.00"` or `"1"` rupees as paise; `None` for anything else.
+fn rupees_to_paise(s: &str) -> Option<i64> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, "0"));
+    if whole.is_empty() || frac.is_empty() || frac.len() > 2 {
+        return None;
+    }
+    let whole: i64 = whole.parse().ok()?;
+    let frac: i64 = format!("{frac:0<2}").parse().ok()?;
+    whole.checked_mul(100)?.checked_add(frac)
+}
+
+/// The status response's `data` (ours, names): the payer's fields, and what the transaction
+/// was created with.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusData {
+    #[serde(flatten)]
+    payer: PayerData,
+    #[serde(default)]
+    reference_id: Option<String>,
+    #[serde(default)]
+    transaction_amount: Option<String>,
+}
+
+/// Reads a status response. Check it against the intent with [`StatusReply::check`] before
+/// anything of it is applied.
+pub fn parse_status_reply(body: &[u8]) -> Result<StatusReply, DecentroError> {
+    let env: Envelope<StatusData> =
         serde_json::from_slice(body).map_err(|_| DecentroError::MalformedRequest)?;
-    let (Some(txn_id), Some(data)) = (env.decentro_txn_id.clone(), env.data.as_ref()) else {
+    let (Some(txn_id), Some(data)) = (env.decentro_txn_id.clone(), env.data) else {
         return Err(DecentroError::from_key(
             env.response_key.as_deref().unwrap_or_default(),
             env.message.as_deref().unwrap_or_default(),
         ));
     };
-    Ok(
-        signal_for_status(data, env.message.as_deref()).map(|signal| {
-            IntentEvent::new(signal, Cause::StatusPoll)
-                .with_provider_ref(ProviderRef::Decentro { txn_id })
-        }),
-    )
+    let event = signal_for_status(&data.payer, env.message.as_deref()).map(|signal| {
+        IntentEvent::new(signal, Cause::StatusPoll).with_provider_ref(ProviderRef::Decentro {
+            txn_id: txn_id.clone(),
+        })
+    });
+    Ok(StatusReply {
+        txn_id,
+        reference_id: data.reference_id,
+        amount: data.transaction_amount,
+        event,
+    })
+}
+
+/// Interprets a status response as an event with cause "status poll"; `Ok(None)` while the
+/// transaction is still pending. Says nothing of which intent it is about: the engine goes
+/// through [`StatusReply::check`].
+pub fn parse_status_response(body: &[u8]) -> Result<Option<IntentEvent>, DecentroError> {
+    parse_status_reply(body).map(|r| r.event)
 }
 
 /// The callback body (ours, names).
@@ -384,7 +466,24 @@ struct CallbackBody {
 /// API before it may settle anything. Only `SUCCESS` is ever sent; anything else is refused.
 pub fn parse_callback(body: &[u8]) -> Result<Notification, WebhookError> {
     let cb: CallbackBody =
-        serde_json::from_slice(body).map_err(|e| WebhookError::MalformedBody(e.to_string()))?;
+        serde_json::from_slice(body).map_err(|e| WebhookError::MalformedBody(json_error(&e)))?;
+    // The id goes into the status API's URL and the store: bounded and plain, or refused
+    // before any request.
+    check_id("decentroTxnId", &cb.decentro_txn_id)?;
+    if let Some(r) = &cb.reference_id {
+        check_id("referenceId", r)?;
+    }
+    for (field, value) in [
+        ("payerName", &cb.payer.payer_name),
+        ("payerVpa", &cb.payer.payer_vpa),
+        ("payerAccountNumber", &cb.payer.payer_account_number),
+        ("payerIfsc", &cb.payer.payer_ifsc),
+        ("bankReferenceNumber", &cb.payer.bank_reference_number),
+    ] {
+        if let Some(v) = value {
+            check_text(field, v)?;
+        }
+    }
     if cb.payer.transaction_status != Some(TransactionStatus::Success) {
         return Err(WebhookError::MalformedBody(format!(
             "callbacks come only for SUCCESS, got {:?}",
@@ -402,10 +501,11 @@ pub fn parse_callback(body: &[u8]) -> Result<Notification, WebhookError> {
                 txn_id: cb.decentro_txn_id,
             }),
         our_reference: cb.reference_id,
-        needs_confirmation: true,
+        proof: Proof::Claim,
     })
 }
 
+pub mod adapter;
 pub mod client;
 
 #[cfg(test)]

@@ -155,6 +155,29 @@ impl Transport {
     }
 }
 
+/// `base` with `segments` appended to its path, each percent-encoded as one segment: an id from
+/// outside can never add a path segment, a query or a fragment, whatever it holds.
+pub fn url_with_segments(
+    provider: Provider,
+    base: &str,
+    segments: &[&str],
+) -> Result<reqwest::Url, ProviderError> {
+    let bad = |reason: &str| ProviderError::BadResponse {
+        provider,
+        reason: reason.to_string(),
+    };
+    // `.` and `..` would be resolved as path steps, not sent as ids.
+    if segments.iter().any(|s| matches!(*s, "" | "." | "..")) {
+        return Err(bad("an id cannot be empty, `.` or `..`"));
+    }
+    let mut url = reqwest::Url::parse(base).map_err(|_| bad("the base URL does not parse"))?;
+    url.path_segments_mut()
+        .map_err(|()| bad("the base URL cannot take a path"))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
 async fn read(resp: reqwest::Response) -> Result<Reply, reqwest::Error> {
     let status = resp.status();
     let retry_after = resp
@@ -169,4 +192,31 @@ async fn read(resp: reqwest::Response) -> Result<Reply, reqwest::Error> {
         body,
         retry_after,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_from_outside_stay_one_escaped_path_segment() {
+        let url = url_with_segments(
+            Provider::Decentro,
+            "https://in.staging.decentro.tech/v2/payments/penny_pull/fetch",
+            &["../../admin?x=1#f", "status"],
+        )
+        .unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://in.staging.decentro.tech/v2/payments/penny_pull/fetch/..%2F..%2Fadmin%3Fx=1%23f/status"
+        );
+        assert_eq!(url.query(), None);
+        assert_eq!(url.fragment(), None);
+        for dots in ["..", ".", ""] {
+            assert!(
+                url_with_segments(Provider::Pientegra, "https://p.example/api/v1", &[dots])
+                    .is_err()
+            );
+        }
+    }
 }

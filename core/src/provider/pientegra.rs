@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::{Notification, Secret, WebhookError};
+use super::{Notification, Proof, Secret, WebhookError, check_id, check_text, json_error};
 use crate::intent::{DepositRequest, ProviderRef};
 use crate::lifecycle::{Cause, IntentEvent, Signal};
 use crate::types::{Currency, MinorUnits, Timestamp};
@@ -205,7 +205,16 @@ pub fn parse_webhook(
 ) -> Result<Option<Notification>, WebhookError> {
     verify_signature(signature, body, secrets, now)?;
     let parsed: WebhookBody =
-        serde_json::from_slice(body).map_err(|e| WebhookError::MalformedBody(e.to_string()))?;
+        serde_json::from_slice(body).map_err(|e| WebhookError::MalformedBody(json_error(&e)))?;
+    // Every id is bounded and plain before it is stored, matched or put in a URL.
+    check_id("eventId", &parsed.event_id)?;
+    check_id("intent.id", &parsed.intent.id)?;
+    if let Some(no) = &parsed.intent.reference_no {
+        check_id("intent.referenceNo", no)?;
+    }
+    if let Some(reason) = &parsed.intent.rejected_reason {
+        check_text("intent.rejectedReason", reason)?;
+    }
     if let Some(c) = &parsed.intent.currency
         && c != CURRENCY.as_str()
     {
@@ -253,7 +262,7 @@ pub fn parse_webhook(
                 reference_no: parsed.intent.reference_no,
             }),
         our_reference: None,
-        needs_confirmation: false,
+        proof: Proof::Signed,
     }))
 }
 
@@ -340,6 +349,7 @@ pub fn create_body(request: &DepositRequest) -> Result<CreateDepositBody, Refusa
     })
 }
 
+pub mod adapter;
 pub mod client;
 
 #[cfg(test)]

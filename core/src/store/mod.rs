@@ -15,6 +15,7 @@ use crate::error::StoreError;
 use crate::intent::Intent;
 use crate::lifecycle::{IntentEvent, IntentStatus, Transition};
 use crate::outbox::{NewEvent, OutboxEvent};
+use crate::status::Proof;
 use crate::types::{AccountName, ConsumerName, IdempotencyKey, IntentId, Provider, Timestamp};
 
 /// Which intents to list. Empty fields do not filter.
@@ -41,13 +42,54 @@ pub struct ListCursor {
     pub id: IntentId,
 }
 
-/// A provider event kept until its intent is known.
+/// A provider signal kept until it can be applied: its intent is not known yet (a webhook that
+/// beat the create response), or it is an unsigned claim the provider has not confirmed yet.
+/// Parked events are bounded per account (a cap, a time to live, one row per dedup key), so a
+/// flood of unsigned bodies costs bounded disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParkedEvent {
-    /// Its row, to drop once applied.
+    /// Its row (0 before it is stored).
     pub id: i64,
-    /// The event.
+    /// The provider it came from.
+    pub provider: Provider,
+    /// The account that received it. It may only ever touch intents of this account. `None`
+    /// only for rows kept before events carried their account; those are confirmed with the
+    /// status API of the intent's own account, like a claim.
+    pub account: Option<AccountName>,
+    /// The provider reference it names (Pientegra `intentId`, `decentroTxnId`).
+    pub lookup_key: String,
+    /// For a claim whose intent is known but not yet confirmed: that intent.
+    pub intent_id: Option<IntentId>,
+    /// What it proves by itself.
+    pub proof: Proof,
+    /// When it arrived.
+    pub received_at: Timestamp,
+    /// The signal.
     pub event: IntentEvent,
+}
+
+impl ParkedEvent {
+    /// One row per dedup key and account: a redelivery of the same signed event, or another
+    /// copy of the same claim, is not kept twice. A claim's content is never applied (the
+    /// provider's status is), so one claim per kind and reference is enough.
+    pub fn dedup_key(&self) -> String {
+        match (self.proof, &self.event.provider_event_id) {
+            (Proof::Signed, Some(id)) => format!("event:{id}"),
+            (Proof::Signed, None) => format!("signal:{}", self.event.signal.kind()),
+            (Proof::Claim, _) => format!("claim:{}", self.event.signal.kind()),
+        }
+    }
+}
+
+/// What parking did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParkOutcome {
+    /// Kept.
+    Parked,
+    /// The same event (same account, reference and dedup key) is already kept.
+    AlreadyParked,
+    /// The account already keeps its cap of parked events; nothing was written.
+    Full,
 }
 
 /// A new intent with the rows that accompany its creation.
@@ -191,22 +233,46 @@ pub trait Store: Send + Sync + 'static {
     /// it was written.
     fn update_snapshot(&self, intent: &Intent, expected_version: u64) -> Result<bool, StoreError>;
 
-    /// Keeps a provider event whose intent is not known yet.
-    fn park_event(
-        &self,
-        provider: Provider,
-        lookup_key: &str,
-        event: &IntentEvent,
-        now: Timestamp,
-    ) -> Result<(), StoreError>;
+    /// Keeps a parked event unless the same one is kept, or its account already keeps `cap`
+    /// events. Must not write anything in the last two cases.
+    fn park_event(&self, event: &ParkedEvent, cap: usize) -> Result<ParkOutcome, StoreError>;
 
-    /// The events kept for a provider reference, oldest first.
-    fn parked_events(
+    /// The events kept for one intent of `account`: those naming `lookup_key` (its provider
+    /// reference, when it has one) or the intent itself, oldest first. Rows kept for another
+    /// account are never returned; rows whose account is unknown are.
+    fn parked_for(
         &self,
         provider: Provider,
-        lookup_key: &str,
+        account: &AccountName,
+        lookup_key: Option<&str>,
+        intent: IntentId,
     ) -> Result<Vec<ParkedEvent>, StoreError>;
 
-    /// Forgets a kept event once it has been applied.
+    /// Up to `limit` parked events with a row id above `after`, in row order (maintenance
+    /// walks them all, a page at a time).
+    fn parked_after(&self, after: i64, limit: usize) -> Result<Vec<ParkedEvent>, StoreError>;
+
+    /// Forgets a kept event once it has been applied or settled.
     fn drop_parked(&self, id: i64) -> Result<(), StoreError>;
+
+    /// Forgets every event kept since before `received_before`; returns how many.
+    fn prune_parked(&self, received_before: Timestamp) -> Result<usize, StoreError>;
+
+    /// Where one account's named provider sweep stopped, if it ever ran.
+    fn sweep_cursor(
+        &self,
+        provider: Provider,
+        account: &AccountName,
+        name: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Records where one account's named provider sweep stopped.
+    fn set_sweep_cursor(
+        &self,
+        provider: Provider,
+        account: &AccountName,
+        name: &str,
+        value: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 }

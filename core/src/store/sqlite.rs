@@ -21,18 +21,20 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
 
 use super::{
-    Commit, CommitOutcome, InsertOutcome, ListCursor, ListFilter, NewIntent, ParkedEvent, Store,
+    Commit, CommitOutcome, InsertOutcome, ListCursor, ListFilter, NewIntent, ParkOutcome,
+    ParkedEvent, Store,
 };
 use crate::error::StoreError;
 use crate::intent::Intent;
-use crate::lifecycle::{Cause, IntentEvent, IntentStatus, Transition};
+use crate::lifecycle::{Cause, IntentStatus, Transition};
 use crate::outbox::{EventType, NewEvent, OutboxEvent};
-use crate::types::{ConsumerName, IdempotencyKey, IntentId, Provider, Timestamp};
+use crate::types::{AccountName, ConsumerName, IdempotencyKey, IntentId, Provider, Timestamp};
 
 /// Schema migrations, in order. A released migration is never edited; changes come as new ones.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_init.sql")),
     (2, include_str!("sqlite/0002_engine.sql")),
+    (3, include_str!("sqlite/0003_trust.sql")),
 ];
 
 /// Tuning for [`SqliteStore`].
@@ -423,7 +425,170 @@ impl From<Commit<'_>> for OwnedCommit {
     }
 }
 
-/// Group commit: commits that arrive while another is being written wait, and the next
+/// One write that goes through group commit.
+#[derive(Debug)]
+enum Write {
+    /// A decided change to an intent.
+    Commit(Box<OwnedCommit>),
+    /// A provider event to keep, under its account's cap.
+    Park { event: Box<ParkedEvent>, cap: usize },
+}
+
+/// What a grouped write did.
+#[derive(Debug)]
+enum Written {
+    Commit(CommitOutcome),
+    Park(ParkOutcome),
+}
+
+impl Written {
+    /// Whether its savepoint is kept (anything else wrote nothing and is rolled back).
+    fn keeps_savepoint(&self) -> bool {
+        matches!(
+            self,
+            Written::Commit(CommitOutcome::Committed { .. }) | Written::Park(ParkOutcome::Parked)
+        )
+    }
+}
+
+fn apply_write(tx: &Connection, w: &Write) -> Result<Written, StoreError> {
+    match w {
+        Write::Commit(c) => apply_commit(tx, c).map(Written::Commit),
+        Write::Park { event, cap } => apply_park(tx, event, *cap).map(Written::Park),
+    }
+}
+
+/// Whether `e` is kept already, or its account is full; `None` when it may be kept.
+fn park_verdict(
+    conn: &Connection,
+    e: &ParkedEvent,
+    cap: usize,
+) -> Result<Option<ParkOutcome>, StoreError> {
+    let account = e.account.as_ref().map(AccountName::as_str);
+    let kept: Option<i64> = conn
+        .prepare_cached(
+            "SELECT 1 FROM parked_events WHERE provider = ?1 AND COALESCE(account, '') = ?2
+                 AND lookup_key = ?3 AND dedup_key = ?4",
+        )?
+        .query_row(
+            params![
+                e.provider.as_str(),
+                account.unwrap_or(""),
+                e.lookup_key,
+                e.dedup_key()
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if kept.is_some() {
+        return Ok(Some(ParkOutcome::AlreadyParked));
+    }
+    // Counting walks the account's index entries, at most `cap` of them.
+    let count: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM parked_events
+                 WHERE provider = ?1 AND account IS ?2 LIMIT ?3)",
+        )?
+        .query_row(
+            params![e.provider.as_str(), account, limit_param(cap)],
+            |r| r.get(0),
+        )?;
+    if usize::try_from(count).unwrap_or(usize::MAX) >= cap {
+        return Ok(Some(ParkOutcome::Full));
+    }
+    Ok(None)
+}
+
+fn apply_park(tx: &Connection, e: &ParkedEvent, cap: usize) -> Result<ParkOutcome, StoreError> {
+    if let Some(verdict) = park_verdict(tx, e, cap)? {
+        return Ok(verdict);
+    }
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO parked_events
+                 (provider, account, lookup_key, intent_id, proof, dedup_key, received_at, event)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            e.provider.as_str(),
+            e.account.as_ref().map(AccountName::as_str),
+            e.lookup_key,
+            e.intent_id.map(|i| i.to_string()),
+            e.proof.as_str(),
+            e.dedup_key(),
+            e.received_at.unix_millis(),
+            encode(&e.event)?,
+        ])?;
+    Ok(if inserted == 1 {
+        ParkOutcome::Parked
+    } else {
+        ParkOutcome::AlreadyParked
+    })
+}
+
+fn parked_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ParkedRow> {
+    Ok(ParkedRow {
+        id: r.get(0)?,
+        provider: r.get(1)?,
+        account: r.get(2)?,
+        lookup_key: r.get(3)?,
+        intent_id: r.get(4)?,
+        proof: r.get(5)?,
+        received_at: r.get(6)?,
+        event: r.get(7)?,
+    })
+}
+
+const PARKED_COLUMNS: &str =
+    "id, provider, account, lookup_key, intent_id, proof, received_at, event";
+
+/// A parked row as stored, decoded in [`ParkedRow::decode`].
+struct ParkedRow {
+    id: i64,
+    provider: String,
+    account: Option<String>,
+    lookup_key: String,
+    intent_id: Option<String>,
+    proof: String,
+    received_at: i64,
+    event: String,
+}
+
+impl ParkedRow {
+    fn decode(self) -> Result<ParkedEvent, StoreError> {
+        Ok(ParkedEvent {
+            id: self.id,
+            provider: parse_col("provider", &self.provider)?,
+            account: self
+                .account
+                .as_deref()
+                .map(|a| parse_col("account", a))
+                .transpose()?,
+            lookup_key: self.lookup_key,
+            intent_id: self
+                .intent_id
+                .as_deref()
+                .map(|i| parse_col("intent id", i))
+                .transpose()?,
+            proof: parse_col("proof", &self.proof)?,
+            received_at: Timestamp::from_unix_millis(self.received_at),
+            event: serde_json::from_str(&self.event)
+                .map_err(|e| StoreError::Corrupt(format!("parked event: {e}")))?,
+        })
+    }
+}
+
+fn query_parked(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<ParkedEvent>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, parked_row)?;
+    rows.map(|r| r?.decode()).collect()
+}
+
+/// Group commit: writes that arrive while another is being written wait, and the next
 /// leader writes them all in one transaction, each in its own savepoint, with one fsync. Under
 /// load this turns a queue of N fsyncs into one, which is what keeps the tail latency of
 /// webhook handling close to a single commit's.
@@ -431,12 +596,21 @@ impl From<Commit<'_>> for OwnedCommit {
 struct Group {
     state: Mutex<GroupState>,
     done: Condvar,
+    /// Transactions written, and the writes they carried (for tests and diagnostics).
+    stats: GroupStats,
+}
+
+/// Counters of group commit.
+#[derive(Debug, Default)]
+struct GroupStats {
+    transactions: AtomicUsize,
+    writes: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
 struct GroupState {
-    queue: Vec<(u64, OwnedCommit)>,
-    results: HashMap<u64, Result<CommitOutcome, StoreError>>,
+    queue: Vec<(u64, Write)>,
+    results: HashMap<u64, Result<Written, StoreError>>,
     leading: bool,
     next: u64,
 }
@@ -458,11 +632,20 @@ fn copy_error(e: &StoreError) -> StoreError {
 }
 
 impl SqliteStore {
-    fn group_commit(&self, commit: OwnedCommit) -> Result<CommitOutcome, StoreError> {
+    /// How many transactions group commit has written, and how many writes they carried: with
+    /// concurrent writers the second number grows faster than the first.
+    pub fn group_commit_stats(&self) -> (usize, usize) {
+        (
+            self.group.stats.transactions.load(Ordering::Relaxed),
+            self.group.stats.writes.load(Ordering::Relaxed),
+        )
+    }
+
+    fn group_write(&self, write: Write) -> Result<Written, StoreError> {
         let mut state = self.group.lock();
         let ticket = state.next;
         state.next += 1;
-        state.queue.push((ticket, commit));
+        state.queue.push((ticket, write));
         loop {
             if let Some(result) = state.results.remove(&ticket) {
                 return result;
@@ -494,13 +677,19 @@ impl SqliteStore {
         }
     }
 
-    /// Writes a batch in one transaction: each commit in a savepoint, released if it committed
-    /// and rolled back otherwise (a version conflict or a duplicate writes nothing).
-    fn write_batch(
-        &self,
-        batch: Vec<(u64, OwnedCommit)>,
-    ) -> Vec<(u64, Result<CommitOutcome, StoreError>)> {
+    /// Writes a batch in one transaction: each write in a savepoint, released if it wrote and
+    /// rolled back otherwise (a version conflict, a duplicate or a full account writes nothing).
+    /// If the transaction itself fails, every write in it gets the error.
+    fn write_batch(&self, batch: Vec<(u64, Write)>) -> Vec<(u64, Result<Written, StoreError>)> {
         let mut conn = self.writer();
+        self.group
+            .stats
+            .transactions
+            .fetch_add(1, Ordering::Relaxed);
+        self.group
+            .stats
+            .writes
+            .fetch_add(batch.len(), Ordering::Relaxed);
         let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         {
             Ok(tx) => tx,
@@ -513,11 +702,11 @@ impl SqliteStore {
             }
         };
         let mut results = Vec::with_capacity(batch.len());
-        for (ticket, commit) in &batch {
+        for (ticket, write) in &batch {
             let result = (|| {
                 let sp = tx.savepoint()?;
-                let r = apply_commit(&sp, commit);
-                if matches!(r, Ok(CommitOutcome::Committed { .. })) {
+                let r = apply_write(&sp, write);
+                if r.as_ref().is_ok_and(Written::keeps_savepoint) {
                     sp.commit()?;
                 }
                 // Dropping an uncommitted savepoint rolls it back.
@@ -582,7 +771,10 @@ impl Store for SqliteStore {
     }
 
     fn commit(&self, c: Commit<'_>) -> Result<CommitOutcome, StoreError> {
-        self.group_commit(OwnedCommit::from(c))
+        match self.group_write(Write::Commit(Box::new(OwnedCommit::from(c))))? {
+            Written::Commit(outcome) => Ok(outcome),
+            Written::Park(_) => Err(StoreError::Backend("group commit mixed up a result".into())),
+        }
     }
 
     fn get_intent(&self, id: IntentId) -> Result<Option<Intent>, StoreError> {
@@ -796,49 +988,54 @@ impl Store for SqliteStore {
         Ok(changed == 1)
     }
 
-    fn park_event(
-        &self,
-        provider: Provider,
-        lookup_key: &str,
-        event: &IntentEvent,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
-        let conn = self.writer();
-        conn.prepare_cached(
-            "INSERT INTO parked_events (provider, lookup_key, received_at, event)
-             VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![
-            provider.as_str(),
-            lookup_key,
-            now.unix_millis(),
-            encode(event)?
-        ])?;
-        Ok(())
+    fn park_event(&self, event: &ParkedEvent, cap: usize) -> Result<ParkOutcome, StoreError> {
+        // Decided on a reader first: once an account is full, or the event is kept already, a
+        // flood of deliveries never queues for the writer.
+        if let Some(verdict) = park_verdict(&self.reader(), event, cap)? {
+            return Ok(verdict);
+        }
+        let write = Write::Park {
+            event: Box::new(event.clone()),
+            cap,
+        };
+        match self.group_write(write)? {
+            Written::Park(outcome) => Ok(outcome),
+            Written::Commit(_) => Err(StoreError::Backend("group commit mixed up a result".into())),
+        }
     }
 
-    fn parked_events(
+    fn parked_for(
         &self,
         provider: Provider,
-        lookup_key: &str,
+        account: &AccountName,
+        lookup_key: Option<&str>,
+        intent: IntentId,
     ) -> Result<Vec<ParkedEvent>, StoreError> {
         let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, event FROM parked_events
-             WHERE provider = ?1 AND lookup_key = ?2 ORDER BY id",
-        )?;
-        let rows = stmt.query_map([provider.as_str(), lookup_key], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })?;
-        rows.map(|row| {
-            let (id, event) = row?;
-            Ok(ParkedEvent {
-                id,
-                event: serde_json::from_str(&event)
-                    .map_err(|e| StoreError::Corrupt(format!("parked event: {e}")))?,
-            })
-        })
-        .collect()
+        let sql = format!(
+            "SELECT {PARKED_COLUMNS} FROM parked_events
+             WHERE provider = ?1 AND (account = ?2 OR account IS NULL)
+               AND (lookup_key = ?3 OR intent_id = ?4)
+             ORDER BY id"
+        );
+        query_parked(
+            &conn,
+            &sql,
+            &[
+                &provider.as_str(),
+                &account.as_str(),
+                &lookup_key,
+                &intent.to_string(),
+            ],
+        )
+    }
+
+    fn parked_after(&self, after: i64, limit: usize) -> Result<Vec<ParkedEvent>, StoreError> {
+        let conn = self.reader();
+        let sql = format!(
+            "SELECT {PARKED_COLUMNS} FROM parked_events WHERE id > ?1 ORDER BY id LIMIT ?2"
+        );
+        query_parked(&conn, &sql, &[&after, &limit_param(limit)])
     }
 
     fn drop_parked(&self, id: i64) -> Result<(), StoreError> {
@@ -847,4 +1044,56 @@ impl Store for SqliteStore {
             .execute([id])?;
         Ok(())
     }
+
+    fn prune_parked(&self, received_before: Timestamp) -> Result<usize, StoreError> {
+        let conn = self.writer();
+        Ok(conn
+            .prepare_cached("DELETE FROM parked_events WHERE received_at < ?1")?
+            .execute([received_before.unix_millis()])?)
+    }
+
+    fn sweep_cursor(
+        &self,
+        provider: Provider,
+        account: &AccountName,
+        name: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let conn = self.reader();
+        Ok(conn
+            .prepare_cached(
+                "SELECT value FROM sweep_cursors WHERE provider = ?1 AND account = ?2 AND name = ?3",
+            )?
+            .query_row(params![provider.as_str(), account.as_str(), name], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    fn set_sweep_cursor(
+        &self,
+        provider: Provider,
+        account: &AccountName,
+        name: &str,
+        value: &str,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let conn = self.writer();
+        conn.prepare_cached(
+            "INSERT INTO sweep_cursors (provider, account, name, value, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (provider, account, name)
+                 DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )?
+        .execute(params![
+            provider.as_str(),
+            account.as_str(),
+            name,
+            value,
+            now.unix_millis()
+        ])?;
+        Ok(())
+    }
 }
+
+#[cfg(test)]
+mod tests;

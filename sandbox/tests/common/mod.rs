@@ -116,10 +116,7 @@ pub async fn receiver_for(engine: intentkit_core::Engine) -> String {
                 )>,
                  headers: HeaderMap,
                  body: Bytes| async move {
-                    let (Ok(provider), Ok(account)) = (
-                        provider.parse::<intentkit_core::Provider>(),
-                        AccountName::new(account),
-                    ) else {
+                    let Ok(provider) = provider.parse::<intentkit_core::Provider>() else {
                         return (axum::http::StatusCode::NOT_FOUND, String::new());
                     };
                     let lookup = |name: &str| {
@@ -131,10 +128,7 @@ pub async fn receiver_for(engine: intentkit_core::Engine) -> String {
                     let d = engine
                         .handle_webhook(provider, &account, lookup, &body)
                         .await;
-                    (
-                        axum::http::StatusCode::from_u16(d.http_status()).unwrap(),
-                        d.body(provider),
-                    )
+                    (axum::http::StatusCode::from_u16(d.status).unwrap(), d.body)
                 },
             ),
         )
@@ -155,7 +149,6 @@ pub fn decentro_account(base_url: &str) -> DecentroAccount {
         client_secret: Secret::new(c.client_secret),
         module_secret: Secret::new(c.module_secret),
         provider_secret: Secret::new(c.provider_secret),
-        confirm_callbacks: true,
         http: fast_http(),
     }
 }

@@ -2,19 +2,20 @@
 //! carries the four credential headers.
 
 use super::{
-    DecentroError, create_body, parse_callback, parse_create_response, parse_status_response,
+    DecentroError, StatusReply, create_body, parse_callback, parse_create_response,
+    parse_status_reply,
 };
-use crate::intent::{Intent, IntentRequest, ProviderRef};
+use crate::intent::{Intent, IntentRequest};
 use crate::lifecycle::IntentEvent;
 use crate::provider::config::DecentroAccount;
-use crate::provider::http::{Idempotence, Reply, Transport};
-use crate::provider::{Notification, ProviderError, WebhookError};
+use crate::provider::http::{Idempotence, Reply, Transport, url_with_segments};
+use crate::provider::{Notification, ProviderError, WebhookError, check_id};
 use crate::types::{Provider, Timestamp};
 
 /// Paths under the base URL (the provider page and the wire contract).
 mod paths {
     pub(super) const CREATE: &str = "/v2/payments/penny_pull";
-    pub(super) const STATUS: &str = "/v2/payments/penny_pull/fetch";
+    pub(super) const STATUS_SEGMENTS: [&str; 4] = ["v2", "payments", "penny_pull", "fetch"];
 }
 
 /// A client for one Decentro account.
@@ -74,23 +75,29 @@ impl DecentroClient {
         Ok(parse_create_response(&reply.body, now)?.event)
     }
 
-    /// The transaction's status as an event with cause "status poll"; `None` while pending.
-    pub async fn status(&self, txn_id: &str) -> Result<Option<IntentEvent>, ProviderError> {
-        let url = format!("{}{}/{txn_id}/status", self.account.base_url, paths::STATUS);
+    /// The transaction's status reply. A transaction id outside Decentro's character set is
+    /// refused before any request; a valid one is one escaped path segment.
+    pub async fn status_reply(&self, txn_id: &str) -> Result<StatusReply, ProviderError> {
+        check_id("decentroTxnId", txn_id).map_err(|_| DecentroError::MalformedRequest)?;
+        let mut segments: Vec<&str> = paths::STATUS_SEGMENTS.to_vec();
+        segments.extend([txn_id, "status"]);
+        let url = url_with_segments(Provider::Decentro, &self.account.base_url, &segments)?;
         let reply = self
             .transport
-            .send(|c| self.authed(c.get(&url)), Idempotence::Safe, |_| false)
+            .send(
+                |c| self.authed(c.get(url.clone())),
+                Idempotence::Safe,
+                |_| false,
+            )
             .await?;
         unavailable_on_5xx(&reply)?;
-        Ok(parse_status_response(&reply.body)?)
+        Ok(parse_status_reply(&reply.body)?)
     }
 
-    /// The status of the transaction behind `intent`, if Decentro has given us its id.
-    pub async fn status_of(&self, intent: &Intent) -> Result<Option<IntentEvent>, ProviderError> {
-        match &intent.provider_ref {
-            Some(ProviderRef::Decentro { txn_id }) => self.status(txn_id).await,
-            _ => Ok(None),
-        }
+    /// The transaction's status as an event with cause "status poll"; `None` while pending.
+    /// Not checked against any intent: see [`StatusReply::check`].
+    pub async fn status(&self, txn_id: &str) -> Result<Option<IntentEvent>, ProviderError> {
+        Ok(self.status_reply(txn_id).await?.event)
     }
 
     /// Parses a callback (unsigned: confirm it with [`DecentroClient::status`]).

@@ -205,7 +205,7 @@ fn a_callback_is_parsed_but_needs_confirmation() {
         "payerName":"A Kumar","payerVpa":"akumar@okhdfc","payerAccountNumber":"XXXXXXXX1234",
         "payerIfsc":"HDFC0000001","bankReferenceNumber":"412345678901","timestamp":"2026-11-22T10:00:00Z"}"#;
     let n = parse_callback(cb).unwrap();
-    assert!(n.needs_confirmation);
+    assert_eq!(n.proof, Proof::Claim);
     assert_eq!(n.event.cause, Cause::Callback);
     assert_eq!(n.our_reference.as_deref(), Some("0190a1b2c3d4e5f6"));
     assert_eq!(

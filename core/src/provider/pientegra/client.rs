@@ -7,7 +7,7 @@ use super::{Status, codes, create_body, parse_amount, signal_for_status};
 use crate::intent::{Intent, IntentRequest, PayerHandoff, ProviderRef};
 use crate::lifecycle::{Cause, IntentEvent, Signal};
 use crate::provider::config::PientegraAccount;
-use crate::provider::http::{Idempotence, Reply, Transport};
+use crate::provider::http::{Idempotence, Reply, Transport, url_with_segments};
 use crate::provider::{Notification, ProviderError, WebhookError};
 use crate::types::{Provider, Timestamp};
 
@@ -16,6 +16,9 @@ mod paths {
     pub(super) const DEPOSITS: &str = "/external/deposits";
     pub(super) const INTENTS: &str = "/external/intents";
     pub(super) const EVENTS: &str = "/external/events";
+    // The same two, as path segments under the base URL, for paths that end in an id.
+    pub(super) const DEPOSITS_SEGMENTS: [&str; 2] = ["external", "deposits"];
+    pub(super) const EVENTS_SEGMENTS: [&str; 2] = ["external", "events"];
 }
 
 /// The most items one list page may ask for (ref).
@@ -267,10 +270,15 @@ impl PientegraClient {
         }))
     }
 
-    /// One intent, for support and reconciliation only: never a polling loop.
+    /// One intent, for support and reconciliation only: never a polling loop. The id is one
+    /// escaped path segment, whatever it holds.
     pub async fn get_intent(&self, intent_id: &str) -> Result<IntentItem, ProviderError> {
-        self.get_json(&format!("{}/{intent_id}", paths::DEPOSITS), &[])
-            .await
+        let url = self.url_to(&[
+            paths::DEPOSITS_SEGMENTS[0],
+            paths::DEPOSITS_SEGMENTS[1],
+            intent_id,
+        ])?;
+        self.get_url(url, &[]).await
     }
 
     /// One page of intents in a time window: the reconciliation primitive.
@@ -296,6 +304,11 @@ impl PientegraClient {
         self.get_json(paths::EVENTS, &query).await
     }
 
+    /// `base_url` plus escaped path segments.
+    fn url_to(&self, segments: &[&str]) -> Result<reqwest::Url, ProviderError> {
+        url_with_segments(Provider::Pientegra, &self.account.base_url, segments)
+    }
+
     /// An authenticated read, retried as reads may be.
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
@@ -303,11 +316,19 @@ impl PientegraClient {
         query: &[(&str, String)],
     ) -> Result<T, ProviderError> {
         let url = self.url(path);
+        self.get_url(url, query).await
+    }
+
+    async fn get_url<T: serde::de::DeserializeOwned, U: reqwest::IntoUrl + Clone>(
+        &self,
+        url: U,
+        query: &[(&str, String)],
+    ) -> Result<T, ProviderError> {
         let reply = self
             .transport
             .send(
                 |c| {
-                    c.get(&url)
+                    c.get(url.clone())
                         .bearer_auth(self.account.api_key.expose())
                         .query(query)
                 },
@@ -321,11 +342,19 @@ impl PientegraClient {
     /// Asks Pientegra to send an event's identical signed body again. Safe to repeat: the
     /// receiver deduplicates on `eventId`.
     pub async fn replay_event(&self, event_id: &str) -> Result<(), ProviderError> {
-        let url = format!("{}/{event_id}/replay", self.url(paths::EVENTS));
+        let url = self.url_to(&[
+            paths::EVENTS_SEGMENTS[0],
+            paths::EVENTS_SEGMENTS[1],
+            event_id,
+            "replay",
+        ])?;
         let reply = self
             .transport
             .send(
-                |c| c.post(&url).bearer_auth(self.account.api_key.expose()),
+                |c| {
+                    c.post(url.clone())
+                        .bearer_auth(self.account.api_key.expose())
+                },
                 Idempotence::Safe,
                 |_| false,
             )

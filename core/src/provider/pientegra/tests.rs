@@ -208,7 +208,7 @@ fn approval_carries_the_approved_amount_the_event_id_and_the_provider_ids() {
             reference_no: Some("D-2026-0000123".into()),
         })
     );
-    assert!(!n.needs_confirmation);
+    assert_eq!(n.proof, Proof::Signed);
 }
 
 #[test]
