@@ -1,6 +1,8 @@
 //! Shared helpers for intentkit's benchmarks. Every benchmark prints a baseline measured in the
 //! same run and the ratio to it, because the machines are shared and absolute numbers drift.
 
+pub mod webhooks;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

@@ -533,11 +533,39 @@ async fn the_handle_webhook_rpc_verifies_what_the_host_passes_on() {
     let r = wait_for_status(&mut c, &i.id, v1::IntentStatus::Rejected).await;
     assert_eq!(r.reason, "Name mismatch");
 
-    // The receiver's own refusals: unknown account, oversized body.
+    // An unknown account, and a name that cannot be one, get one answer everywhere: the
+    // receiver's and the RPC's are the same status, body and reason.
     let http = reqwest::Client::new();
     let base = format!("http://{}", h.server().http_addr());
+    for account in ["nobody", "not%20an%20account", "x.."] {
+        let r = http
+            .post(format!("{base}/webhooks/pientegra/{account}"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = (r.status().as_u16(), r.text().await.unwrap());
+        let rpc = c
+            .handle_webhook(v1::HandleWebhookRequest {
+                provider: v1::Provider::Pientegra as i32,
+                account: account.replace("%20", " "),
+                headers: Default::default(),
+                body: b"{}".to_vec(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{account}: the RPC refused the call: {e}"))
+            .into_inner();
+        assert_eq!(status, 404, "{account}");
+        assert_eq!(
+            (rpc.http_status, rpc.http_body.as_str(), rpc.reason.as_str()),
+            (404, body.as_str(), "UNKNOWN_ACCOUNT"),
+            "{account}"
+        );
+        assert_eq!(rpc.outcome, "unknown_account");
+    }
+    // A provider intentkit does not know is as unknown as an account.
     let r = http
-        .post(format!("{base}/webhooks/pientegra/nobody"))
+        .post(format!("{base}/webhooks/paypal/tr-main"))
         .body("{}")
         .send()
         .await

@@ -343,6 +343,18 @@ int main(int argc, char **argv) {
         free(b64);
     }
     close(listener);
+
+    /* An account name that cannot exist is answered as the receiver answers it: 404
+     * unknown_account in the response, not an error of the call. */
+    CHECK(intentkit_handle_webhook(handle,
+                                   "{\"provider\":\"PROVIDER_PIENTEGRA\",\"account\":\"not an account\","
+                                   "\"headers\":{},\"body\":\"e30=\"}",
+                                   &out, &err) == INTENTKIT_STATUS_OK,
+          "invalid account: %s", err.message);
+    CHECK(out && strstr(out, "\"httpStatus\":404") && strstr(out, "\"outcome\":\"unknown_account\""),
+          "invalid account answer: %s", out ? out : "(null)");
+    intentkit_string_free(out);
+    out = NULL;
     CHECK(approved, "the approval webhook arrived");
     snprintf(req, sizeof req, "{\"id\":\"%s\"}", id);
     CHECK(intentkit_get(handle, req, &out, &err) == INTENTKIT_STATUS_OK, "get");
