@@ -147,7 +147,7 @@ impl Engine {
                 self.blocking(move |l| l.apply(id, event).map(|o| o.intent().clone()))
                     .await?
             }
-            Lookup::Open | Lookup::Mismatch(_) => intent,
+            Lookup::Open | Lookup::Mismatch(_) | Lookup::Unproven(_) => intent,
         };
         self.wrote();
         Ok(intent)

@@ -19,12 +19,18 @@ use super::{Engine, EngineError};
 use crate::error::CoreError;
 use crate::intent::{Intent, ProviderRef};
 use crate::ledger::{ApplyOutcome, Ledger};
-use crate::lifecycle::{Cause, IntentEvent};
+use crate::lifecycle::{self, Cause, IntentEvent, Rule, Signal};
 use crate::provider::{
     Adapter, Inbound, Lookup, Proof, WebhookAnswer, WebhookError, WebhookOutcome,
 };
 use crate::store::{ParkOutcome, ParkedEvent};
 use crate::types::{AccountName, IntentId, Provider};
+
+/// The least time between two claim look-ups for one intent.
+pub(super) const CLAIM_LOOKUP_GAP: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a delivery waits for the provider to confirm its claim before it is answered
+/// `503` (and the claim kept for maintenance).
+pub(super) const CLAIM_LOOKUP_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What became of a delivery, before the adapter turns it into its provider's answer.
 #[derive(Debug)]
@@ -224,28 +230,31 @@ impl Engine {
             .blocking(move |l| find_intent(l, provider, &key, ours))
             .await?;
         let Some(intent) = found else {
-            let parked = self.parked(&inbound, None);
-            let cap = self.inner.settings.parked_cap_per_account;
-            return Ok(park_verdict(
-                self.blocking(move |l| l.park(&parked, cap)).await?,
-            ));
+            // A genuine claim names an intent recorded before its create call was made: one we
+            // do not know is not ours, and nothing of it is kept.
+            return Ok(Verdict::refused(WebhookError::UnknownIntent));
         };
         if intent.account != inbound.account {
             return Ok(Verdict::refused(WebhookError::AccountMismatch));
         }
-        if intent.status.is_final() {
-            // Nothing can move a settled intent; no need to ask the provider.
+        if !worth_a_look(&intent, &inbound.event) {
+            // It could neither move the intent nor contradict it: no need to ask the provider.
             return Ok(Verdict::done(WebhookOutcome::Duplicate));
         }
-        let confirmation = self
-            .confirm_claim(adapter, &intent, &inbound.reference, &inbound.event)
-            .await?;
+        let confirmation = if self.may_look_up(intent.id) {
+            self.confirm_claim(adapter, &intent, &inbound.reference, &inbound.event)
+                .await?
+        } else {
+            // The provider was asked about this intent a moment ago: a flood of claims costs
+            // one look-up per interval, not one each.
+            Confirmation::NotYet
+        };
         Ok(match confirmation {
             Confirmation::Settled(outcome) => Verdict::done(outcome),
             Confirmation::Denied => Verdict::refused(WebhookError::NotConfirmed),
             Confirmation::NotYet | Confirmation::Failed(_) => {
                 // Kept for maintenance to check again; the provider is asked to send it again.
-                let parked = self.parked(&inbound, Some(intent.id));
+                let parked = self.parked_claim(&inbound, &intent);
                 let cap = self.inner.settings.parked_cap_per_account;
                 self.blocking(move |l| l.park(&parked, cap)).await?;
                 match confirmation {
@@ -262,10 +271,31 @@ impl Engine {
         })
     }
 
+    /// Whether a claim look-up for `intent` may go to the provider now: at most one per
+    /// [`CLAIM_LOOKUP_GAP`] per intent. Remembers this one.
+    pub(super) fn may_look_up(&self, intent: IntentId) -> bool {
+        let now = std::time::Instant::now();
+        let mut last = self
+            .inner
+            .claim_lookups
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.len() > 4_096 {
+            last.retain(|_, t| now.duration_since(*t) < CLAIM_LOOKUP_GAP);
+        }
+        match last.get(&intent) {
+            Some(t) if now.duration_since(*t) < CLAIM_LOOKUP_GAP => false,
+            _ => {
+                last.insert(intent, now);
+                true
+            }
+        }
+    }
+
     /// Asks the provider about `intent`, which `claim` (naming `claimed`) says moved, and
-    /// applies what the provider proves. The claim itself is never applied; an anomaly about
-    /// it never carries its delivery id, so a forged claim cannot use up the dedup slot of the
-    /// genuine delivery.
+    /// applies what the provider proves. The claim itself is never applied. What is recorded
+    /// about it never carries its delivery id (so a forged claim cannot use up the genuine
+    /// delivery's dedup slot) nor the data it brought (a forger's payer).
     pub(super) async fn confirm_claim(
         &self,
         adapter: &Arc<dyn Adapter>,
@@ -273,19 +303,28 @@ impl Engine {
         claimed: &ProviderRef,
         claim: &IntentEvent,
     ) -> Result<Confirmation, EngineError> {
-        let looked = match adapter.look_up(intent, Some(claimed)).await {
-            Ok(l) => l,
-            Err(e) => return Ok(Confirmation::Failed(format!("{}: {e}", e.code()))),
-        };
+        let looked =
+            match tokio::time::timeout(CLAIM_LOOKUP_BUDGET, adapter.look_up(intent, Some(claimed)))
+                .await
+            {
+                Ok(Ok(l)) => l,
+                Ok(Err(e)) => return Ok(Confirmation::Failed(format!("{}: {e}", e.code()))),
+                Err(_) => {
+                    return Ok(Confirmation::Failed(format!(
+                        "no answer within {} ms",
+                        CLAIM_LOOKUP_BUDGET.as_millis()
+                    )));
+                }
+            };
         let id = intent.id;
-        let mut unproven = claim.clone();
-        unproven.provider_event_id = None;
         // Our own re-checks (cause timer) are not claims from outside: no anomaly for them.
         let from_outside = claim.cause != Cause::Timer;
         match looked {
             Lookup::Open => Ok(Confirmation::NotYet),
+            Lookup::Unproven(why) => Ok(Confirmation::Failed(why)),
             Lookup::Mismatch(detail) => {
                 if from_outside {
+                    let unproven = unproven(claim, "denied");
                     self.blocking(move |l| l.record_anomaly(id, &unproven, &detail))
                         .await?;
                 }
@@ -317,6 +356,7 @@ impl Engine {
                         fact.signal.kind()
                     )
                 };
+                let unproven = unproven(claim, "contradicted");
                 let outcome = self
                     .blocking(move |l| {
                         let outcome = l.apply(id, fact)?;
@@ -356,44 +396,67 @@ impl Engine {
         Ok(())
     }
 
-    /// Confirms parked claims about `intent` (one look-up for all of them) and forgets them
-    /// once the provider has answered for good. Returns whether they were settled.
+    /// Confirms parked claims about `intent` and forgets those the provider has answered for
+    /// good. One look-up answers every claim when the intent holds its own reference (that is
+    /// what is looked up); otherwise one per distinct claimed reference, each answer covering
+    /// only its own claims. Returns whether every claim was settled.
     pub(super) async fn settle_parked(
         &self,
         adapter: &Arc<dyn Adapter>,
         intent: &Intent,
         claims: Vec<ParkedEvent>,
     ) -> Result<bool, EngineError> {
-        let Some(first) = claims.first() else {
-            return Ok(true);
-        };
-        let settled = if intent.status.is_final() {
-            true
-        } else {
-            let claimed = ProviderRef::clone(
-                first
+        let mut groups: std::collections::BTreeMap<String, Vec<ParkedEvent>> = Default::default();
+        for c in claims {
+            let asked = match (&intent.provider_ref, &c.event.provider_ref) {
+                (Some(own), _) => own.lookup_key().to_string(),
+                (None, Some(claimed)) => claimed.lookup_key().to_string(),
+                (None, None) => c.lookup_key.clone(),
+            };
+            groups.entry(asked).or_default().push(c);
+        }
+        let mut all = true;
+        for rows in groups.into_values() {
+            let first = &rows[0];
+            let settled = if !worth_a_look(intent, &first.event) {
+                true
+            } else {
+                let claimed = first
                     .event
                     .provider_ref
-                    .as_ref()
-                    .or(intent.provider_ref.as_ref())
-                    .ok_or_else(|| {
-                        EngineError::Internal("a parked claim without a reference".into())
-                    })?,
-            );
-            match self
-                .confirm_claim(adapter, intent, &claimed, &first.event)
-                .await?
-            {
-                Confirmation::Settled(_) | Confirmation::Denied => true,
-                Confirmation::NotYet | Confirmation::Failed(_) => false,
+                    .clone()
+                    .or_else(|| intent.provider_ref.clone());
+                // Not throttled like deliveries: maintenance asks once per intent per pass.
+                match claimed {
+                    // A claim without a reference cannot be asked about.
+                    None => true,
+                    Some(claimed) => matches!(
+                        self.confirm_claim(adapter, intent, &claimed, &first.event)
+                            .await?,
+                        Confirmation::Settled(_) | Confirmation::Denied
+                    ),
+                }
+            };
+            if settled {
+                let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
+                self.blocking(move |l| ids.into_iter().try_for_each(|id| l.drop_parked(id)))
+                    .await?;
+            } else {
+                all = false;
             }
-        };
-        if settled {
-            let ids: Vec<i64> = claims.iter().map(|c| c.id).collect();
-            self.blocking(move |l| ids.into_iter().try_for_each(|id| l.drop_parked(id)))
-                .await?;
         }
-        Ok(settled)
+        Ok(all)
+    }
+
+    /// A claim about `intent` not confirmed yet, as a row to keep. When the intent holds its
+    /// own reference, that is what a re-check looks up, so a flood of claims naming it (with
+    /// any transaction ids) is one row.
+    fn parked_claim(&self, inbound: &Inbound, intent: &Intent) -> ParkedEvent {
+        let mut row = self.parked(inbound, Some(intent.id));
+        if let Some(own) = &intent.provider_ref {
+            row.lookup_key = own.lookup_key().to_string();
+        }
+        row
     }
 
     /// `inbound` as a row to park, for an intent not known yet or (for a claim) known but not
@@ -410,6 +473,30 @@ impl Engine {
             event: inbound.event.clone(),
         }
     }
+}
+
+/// Whether a claim could move `intent` or contradict it: otherwise it is answered as a
+/// duplicate without asking the provider.
+fn worth_a_look(intent: &Intent, claim: &IntentEvent) -> bool {
+    !matches!(
+        lifecycle::rule(intent.status, claim.signal.kind()),
+        Rule::Duplicate | Rule::Stale | Rule::Refuse
+    )
+}
+
+/// What is recorded of a claim the provider did not confirm: neither its delivery id (the
+/// genuine delivery's dedup slot stays free; a suffix keeps one record per claim and verdict)
+/// nor the payer it brought.
+fn unproven(claim: &IntentEvent, verdict: &str) -> IntentEvent {
+    let mut e = claim.clone();
+    e.provider_event_id = claim
+        .provider_event_id
+        .as_ref()
+        .map(|id| format!("{id}#{verdict}"));
+    if let Signal::Approved { payer, .. } = &mut e.signal {
+        *payer = None;
+    }
+    e
 }
 
 /// The answer to a delivery that was parked (or could not be).

@@ -160,7 +160,7 @@ impl Engine {
                 match adapter.look_up(&intent, None).await {
                     Ok(Lookup::Fact(fact)) => event = fact,
                     Ok(Lookup::Open | Lookup::Mismatch(_)) => {}
-                    Err(_) => recheck = true,
+                    Ok(Lookup::Unproven(_)) | Err(_) => recheck = true,
                 }
             }
             if recheck {
@@ -190,8 +190,9 @@ impl Engine {
             received_at: self.inner.clock.now(),
             event: IntentEvent::new(Signal::Expired, Cause::Timer).with_provider_ref(r),
         };
-        let cap = self.inner.settings.parked_cap_per_account;
-        self.blocking(move |l| l.park(&row, cap)).await?;
+        // Our own re-checks are bounded by the expiry batch, not by what a flood left: they
+        // are not subject to the account's cap.
+        self.blocking(move |l| l.park(&row, usize::MAX)).await?;
         Ok(())
     }
 
@@ -235,16 +236,16 @@ impl Engine {
     /// signal kept by another account than its intent's is never applied; it ages out.
     pub async fn settle_parked_signals(&self) -> Result<usize, EngineError> {
         let batch = self.inner.settings.sweep_batch.max(1);
+        // Which intents have something parked: the whole table, a page at a time (it is
+        // bounded by the per-account cap), grouped so that each intent is handled once.
         let mut after = 0;
-        let mut settled = 0;
+        let mut intents: BTreeMap<IntentId, Intent> = BTreeMap::new();
         loop {
             let rows = self.blocking(move |l| l.parked_after(after, batch)).await?;
             let Some(last) = rows.last() else {
                 break;
             };
             after = last.id;
-            // Group the page by the intent each row names.
-            let mut by_intent: BTreeMap<IntentId, (Intent, Vec<ParkedEvent>)> = BTreeMap::new();
             let found = self
                 .blocking(move |l| {
                     let mut out = Vec::new();
@@ -257,36 +258,34 @@ impl Engine {
                             },
                             None => find_intent(l, row.provider, &row.lookup_key, None)?,
                         };
-                        if let Some(i) = intent {
-                            out.push((i, row));
+                        // A signal kept by another account than its intent's is never
+                        // applied; it ages out.
+                        if let Some(i) = intent
+                            && row.account.as_ref().is_none_or(|a| *a == i.account)
+                        {
+                            out.push(i);
                         }
                     }
                     Ok(out)
                 })
                 .await?;
-            for (intent, row) in found {
-                if row.account.as_ref().is_some_and(|a| *a != intent.account) {
-                    continue;
-                }
-                by_intent
-                    .entry(intent.id)
-                    .or_insert_with(|| (intent, Vec::new()))
-                    .1
-                    .push(row);
+            for i in found {
+                intents.entry(i.id).or_insert(i);
             }
-            for (_, (intent, _)) in by_intent {
-                let Ok(adapter) = self.adapter(intent.provider, &intent.account).cloned() else {
-                    continue;
-                };
-                let (i, claims) = self
-                    .blocking(move |l| {
-                        let claims = apply_signed_parked(l, &intent)?;
-                        Ok((l.get(intent.id)?, claims))
-                    })
-                    .await?;
-                if claims.is_empty() || self.settle_parked(&adapter, &i, claims).await? {
-                    settled += 1;
-                }
+        }
+        let mut settled = 0;
+        for intent in intents.into_values() {
+            let Ok(adapter) = self.adapter(intent.provider, &intent.account).cloned() else {
+                continue;
+            };
+            let (i, claims) = self
+                .blocking(move |l| {
+                    let claims = apply_signed_parked(l, &intent)?;
+                    Ok((l.get(intent.id)?, claims))
+                })
+                .await?;
+            if claims.is_empty() || self.settle_parked(&adapter, &i, claims).await? {
+                settled += 1;
             }
         }
         self.wrote();

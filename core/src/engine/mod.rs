@@ -161,6 +161,9 @@ struct Inner {
     settings: EngineSettings,
     /// Bumped after every write this process makes, so that event streams wake at once.
     changed: tokio::sync::watch::Sender<()>,
+    /// When each intent's provider was last asked to confirm a claim (see
+    /// `deliver::CLAIM_LOOKUP_GAP`).
+    claim_lookups: std::sync::Mutex<std::collections::HashMap<IntentId, std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -199,6 +202,7 @@ impl Engine {
                 adapters,
                 settings,
                 changed,
+                claim_lookups: Default::default(),
             }),
         })
     }

@@ -33,6 +33,9 @@ pub const DEFAULT_PURPOSE_MESSAGE: &str = "Bank account verification";
 pub const CALLBACK_ACK: &str = r#"{"responseCode":"CB_S00000"}"#;
 /// The success key of a create.
 pub const KEY_LINK_CREATED: &str = "successful_payment_link_created";
+/// The status API's key for a transaction id it does not know (ours: the status API's keys
+/// are not on the page).
+pub const KEY_NO_SUCH_TRANSACTION: &str = "error_invalid_decentro_txn_id";
 
 macro_rules! response_keys {
     ($( $variant:ident = $key:literal, $http:literal, $message:literal; )*) => {
@@ -383,9 +386,9 @@ impl StatusReply {
                     "the transaction belongs to another reference_id".to_string(),
                 );
             }
-            None => {
-                return Lookup::Mismatch("the status reply names no reference_id".to_string());
-            }
+            // Not a denial: the reply says too little to confirm anything. The caller is told
+            // to ask again (see the adapter), never to give up on the claim.
+            None => return Lookup::Unproven("the status reply names no referenceId".into()),
         }
         if let Some(a) = &self.amount
             && rupees_to_paise(a) != Some(PENNY_PULL_AMOUNT.get())

@@ -103,6 +103,8 @@ pub enum Lookup {
     /// The record names another intent (another transaction, reference or amount): it proves
     /// nothing about this one.
     Mismatch(String),
+    /// The record says too little to tell whether it is this intent's: ask again later.
+    Unproven(String),
 }
 
 /// What the engine did with a delivery: the answer's `outcome`, and its metrics label.
@@ -447,6 +449,9 @@ pub enum WebhookError {
     /// An unsigned claim the provider's own records deny.
     #[error("the provider's records do not confirm this delivery")]
     NotConfirmed,
+    /// An unsigned claim naming no intent of this account.
+    #[error("the delivery names no intent of this account")]
+    UnknownIntent,
 }
 
 impl WebhookError {
@@ -460,6 +465,7 @@ impl WebhookError {
             WebhookError::MalformedBody(_) => "WEBHOOK_MALFORMED",
             WebhookError::AccountMismatch => "WEBHOOK_ACCOUNT_MISMATCH",
             WebhookError::NotConfirmed => "WEBHOOK_NOT_CONFIRMED",
+            WebhookError::UnknownIntent => "WEBHOOK_UNKNOWN_INTENT",
         }
     }
 }
@@ -578,6 +584,7 @@ mod tests {
             (WebhookError::SignatureMismatch.code().to_string(), false),
             (WebhookError::AccountMismatch.code().to_string(), false),
             (WebhookError::NotConfirmed.code().to_string(), false),
+            (WebhookError::UnknownIntent.code().to_string(), false),
             (
                 WebhookError::MalformedBody(String::new())
                     .code()

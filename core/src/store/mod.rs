@@ -71,12 +71,18 @@ pub struct ParkedEvent {
 impl ParkedEvent {
     /// One row per dedup key and account: a redelivery of the same signed event, or another
     /// copy of the same claim, is not kept twice. A claim's content is never applied (the
-    /// provider's status is), so one claim per kind and reference is enough.
+    /// provider's status is), so one claim per kind, reference and intent is enough.
     pub fn dedup_key(&self) -> String {
         match (self.proof, &self.event.provider_event_id) {
             (Proof::Signed, Some(id)) => format!("event:{id}"),
             (Proof::Signed, None) => format!("signal:{}", self.event.signal.kind()),
-            (Proof::Claim, _) => format!("claim:{}", self.event.signal.kind()),
+            // Per intent, so that a claim naming one intent never takes the place of a claim
+            // naming another.
+            (Proof::Claim, _) => format!(
+                "claim:{}:{}",
+                self.event.signal.kind(),
+                self.intent_id.map(|i| i.to_string()).unwrap_or_default()
+            ),
         }
     }
 }

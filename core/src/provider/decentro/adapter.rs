@@ -7,7 +7,10 @@
 //! or expiry, so every verification is looked up at its deadline; there is no sweep.
 
 use super::client::DecentroClient;
-use super::{CALLBACK_ACK, DecentroError, LINK_TTL_MS, check_request, parse_callback};
+use super::{
+    CALLBACK_ACK, DecentroError, KEY_NO_SUCH_TRANSACTION, LINK_TTL_MS, check_request,
+    parse_callback,
+};
 use crate::intent::{Intent, IntentRequest, ProviderRef};
 use crate::provider::config::DecentroAccount;
 use crate::provider::{
@@ -98,7 +101,18 @@ impl Adapter for DecentroAdapter {
             else {
                 return Ok(Lookup::Open);
             };
-            let reply = self.client.status_reply(txn_id).await?;
+            let reply = match self.client.status_reply(txn_id).await {
+                Ok(r) => r,
+                // A transaction only a claim names, and Decentro does not have: a denial.
+                Err(ProviderError::Decentro(DecentroError::Other { key, .. }))
+                    if key == KEY_NO_SUCH_TRANSACTION && intent.provider_ref.is_none() =>
+                {
+                    return Ok(Lookup::Mismatch(
+                        "Decentro has no such transaction".to_string(),
+                    ));
+                }
+                Err(e) => return Err(e),
+            };
             Ok(reply.check(intent, txn_id))
         })
     }

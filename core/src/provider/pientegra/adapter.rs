@@ -175,8 +175,11 @@ impl Adapter for PientegraAdapter {
         claimed: Option<&'a ProviderRef>,
     ) -> BoxFuture<'a, Result<Lookup, ProviderError>> {
         Box::pin(async move {
-            let Some(ProviderRef::Pientegra { intent_id, .. }) =
-                intent.provider_ref.as_ref().or(claimed)
+            // Pientegra's records carry nothing of ours to compare (not our idempotency key),
+            // so only the reference the intent learned from our own create call is looked up;
+            // a reference only a claim names proves nothing.
+            let _ = claimed;
+            let Some(ProviderRef::Pientegra { intent_id, .. }) = intent.provider_ref.as_ref()
             else {
                 return Ok(Lookup::Open);
             };
