@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use intentkit_core::provider::Secret;
-use intentkit_core::provider::config::{ConfigError, ProvidersConfig};
+use intentkit_core::provider::config::{ConfigError, ProvidersConfig, toml_error};
 use serde::Deserialize;
 
 /// Every `[server]` option, with its default and meaning; `--help` prints this.
@@ -157,14 +157,15 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ServerConfigError 
     }
 }
 
+// Neither error repeats the value: an option set in the wrong variable may hold a secret.
 fn addr(field: &'static str, v: &str) -> Result<SocketAddr, ServerConfigError> {
     v.parse()
-        .map_err(|e| invalid(field, format!("{v:?} is not host:port ({e})")))
+        .map_err(|_| invalid(field, "is not host:port (e.g. 127.0.0.1:8080)"))
 }
 
 fn number(field: &'static str, v: String) -> Result<u64, ServerConfigError> {
     v.parse()
-        .map_err(|_| invalid(field, format!("{v:?} is not a whole number")))
+        .map_err(|_| invalid(field, "is not a whole number"))
 }
 
 impl RawServer {
@@ -307,7 +308,8 @@ impl Config {
     ) -> Result<Self, ServerConfigError> {
         let providers = ProvidersConfig::from_toml_with(text, &env, &["server"])?;
         // The provider parser has already reported any syntax error with its position.
-        let file: RawFile = toml::from_str(text).map_err(|e| invalid("table", e.message()))?;
+        let file: RawFile =
+            toml::from_str(text).map_err(|e| ServerConfigError::Providers(toml_error(text, &e)))?;
         let s = file
             .server
             .overlay(RawServer::from_env(&env)?)
@@ -410,6 +412,31 @@ webhook_secret = "whsec_secret"
             .with_env(env(&[("INTENTKIT_SERVER_SHUTDOWN_GRACE_MS", "soon")]))
             .unwrap_err();
         assert!(e.to_string().contains("shutdown_grace_ms"), "{e}");
+    }
+
+    #[test]
+    fn a_secret_in_the_wrong_place_is_never_repeated() {
+        // A token pasted into a number or an address variable, or given where a list goes.
+        for (name, value) in [
+            ("INTENTKIT_SERVER_WEBHOOK_BODY_LIMIT", "tok_live_4471"),
+            ("INTENTKIT_SERVER_GRPC_ADDR", "tok_live_4471"),
+            ("INTENTKIT_SERVER_SHUTDOWN_GRACE_MS", "tok_live_4471"),
+        ] {
+            let e =
+                Config::from_toml(FILE, |k| (k == name).then(|| value.to_string())).unwrap_err();
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("4471"), "{name}: {shown}");
+        }
+        for file in [
+            "[server]\nauth_tokens = \"tok_live_4471\"\n",
+            "[server]\nallow_unauthenticated = \"tok_live_4471\"\n",
+            "[server]\nwebhook_body_limit = \"tok_live_4471\"\nauth_tokens = [\"t\"]\n",
+        ] {
+            let e = Config::from_toml(file, env(&[])).unwrap_err();
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("4471"), "{file}: {shown}");
+            assert!(shown.contains("line 2"), "{shown}");
+        }
     }
 
     #[test]

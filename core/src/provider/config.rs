@@ -6,7 +6,8 @@
 //! base_url = "https://api.pientegra.example/api/v1"
 //! api_key = "..."                 # or INTENTKIT_PIENTEGRA_TR_MAIN_API_KEY
 //! webhook_secret = "whsec_..."    # or INTENTKIT_PIENTEGRA_TR_MAIN_WEBHOOK_SECRET
-//! previous_webhook_secret = "whsec_..."   # optional, during a rotation
+//! previous_webhook_secret = "whsec_..."   # optional, during a rotation, with:
+//! previous_webhook_secret_until = "2026-11-29T12:30:00Z"  # the end of its window
 //!
 //! [decentro.in-main]
 //! base_url = "https://in.staging.decentro.tech"
@@ -20,7 +21,9 @@
 //! the old `confirm_callbacks` key is accepted only as `true`.
 //!
 //! The environment wins over the file, so secrets can stay out of it. A TOML error reports a
-//! line and column, never the line's text, which may hold a secret.
+//! line, a column and the key, never a value (the parser's message is redacted: it quotes
+//! what it did not expect, which may be a secret). Account names that would read the same
+//! environment variables (`tr-main`, `tr.main`, `TR_MAIN`) are refused.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,8 +31,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Secret;
-use super::pientegra::WebhookSecrets;
-use crate::types::{AccountName, Provider};
+use super::pientegra::{PreviousSecret, WebhookSecrets};
+use crate::types::{AccountName, Provider, Timestamp};
+
+/// The furthest ahead a previous webhook secret's window may end: a rotation drains in minutes,
+/// so a longer window is a mistake (or an old secret kept alive on purpose).
+pub const ROTATION_WINDOW_MAX_MS: i64 = 7 * 24 * 60 * 60 * 1_000;
 
 /// Timeouts and retries of one account's HTTP client.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -163,6 +170,21 @@ pub enum ConfigError {
         /// Why, in words that never repeat the value.
         reason: &'static str,
     },
+    /// Two account names of one provider read the same environment variables.
+    #[error(
+        "{provider} accounts {first:?} and {second:?} read the same environment variables \
+         ({env}_*): rename one"
+    )]
+    AmbiguousAccounts {
+        /// The provider.
+        provider: Provider,
+        /// One name.
+        first: String,
+        /// The other.
+        second: String,
+        /// The shared variable prefix.
+        env: String,
+    },
     /// A base URL is not http(s).
     #[error("{provider} account {account}: base_url must start with https:// or http://")]
     BaseUrl {
@@ -199,6 +221,7 @@ struct RawPientegra {
     api_key: Option<Secret>,
     webhook_secret: Option<Secret>,
     previous_webhook_secret: Option<Secret>,
+    previous_webhook_secret_until: Option<String>,
     #[serde(default)]
     http: HttpSettings,
 }
@@ -239,6 +262,48 @@ struct Resolver<'a, E: Fn(&str) -> Option<String>> {
 }
 
 impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
+    fn field_error(&self, field: &'static str, reason: &'static str) -> ConfigError {
+        ConfigError::Field {
+            provider: self.provider,
+            account: self.account.to_string(),
+            field,
+            reason,
+        }
+    }
+
+    /// The previous webhook secret and the end of its window, which must come together and
+    /// end at most [`ROTATION_WINDOW_MAX_MS`] after `now`.
+    fn previous_secret(
+        &self,
+        secret: Option<Secret>,
+        until: Option<String>,
+        now: Timestamp,
+    ) -> Result<Option<PreviousSecret>, ConfigError> {
+        const UNTIL: &str = "previous_webhook_secret_until";
+        let secret = self.optional("previous_webhook_secret", secret);
+        let until = (self.env)(&env_var_name(self.provider, self.account, UNTIL)).or(until);
+        let Some(secret) = secret else {
+            return Ok(None);
+        };
+        let until = until.ok_or_else(|| {
+            self.field_error(
+                UNTIL,
+                "required with previous_webhook_secret: when the rotation window ends, as an \
+                 RFC 3339 date-time (Pientegra signs in-flight deliveries with the old secret \
+                 for about 10 minutes)",
+            )
+        })?;
+        let until = Timestamp::parse_rfc3339(&until)
+            .map_err(|_| self.field_error(UNTIL, "must be an RFC 3339 date-time"))?;
+        if until > now.plus_millis(ROTATION_WINDOW_MAX_MS) {
+            return Err(self.field_error(
+                UNTIL,
+                "must be at most 7 days ahead: a replaced secret must stop working",
+            ));
+        }
+        Ok(Some(PreviousSecret { secret, until }))
+    }
+
     fn optional(&self, field: &'static str, from_file: Option<Secret>) -> Option<Secret> {
         (self.env)(&env_var_name(self.provider, self.account, field))
             .map(Secret::new)
@@ -272,6 +337,87 @@ impl<E: Fn(&str) -> Option<String>> Resolver<'_, E> {
     }
 }
 
+/// Refuses two account names that would read the same environment variables.
+fn refuse_ambiguous(provider: Provider, names: &[&String]) -> Result<(), ConfigError> {
+    let mut seen: BTreeMap<String, &String> = BTreeMap::new();
+    for name in names {
+        let prefix = env_var_name(provider, name, "");
+        let prefix = prefix.trim_end_matches('_').to_string();
+        if let Some(first) = seen.insert(prefix.clone(), name) {
+            return Err(ConfigError::AmbiguousAccounts {
+                provider,
+                first: first.to_string(),
+                second: name.to_string(),
+                env: prefix,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A TOML error as a [`ConfigError::Parse`]: its position, the key on that line, and the
+/// parser's words with every value it quoted taken out.
+pub fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
+    let key = text
+        .lines()
+        .nth(line.saturating_sub(1))
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim())
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        });
+    let reason = redact_values(e.message());
+    ConfigError::Parse {
+        line,
+        column,
+        reason: match key {
+            Some(k) => format!("{k}: {reason}"),
+            None => reason,
+        },
+    }
+}
+
+/// A parser's message without the values it quotes. serde and toml write
+/// `invalid type: string "x", expected ...`, `invalid value: integer `5`, expected ...` and
+/// `unknown variant `x`, expected ...`: the value goes, the kind and the expectation stay.
+/// Anything else in double quotes goes too.
+pub fn redact_values(message: &str) -> String {
+    let mut out = message.to_string();
+    for (prefix, keep_kind) in [
+        ("invalid type: ", true),
+        ("invalid value: ", true),
+        ("unknown variant ", false),
+    ] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let expected = rest.find(", expected").map_or("", |i| &rest[i..]);
+            let kind = rest.split([' ', ',']).next().unwrap_or("");
+            out = if keep_kind && !kind.is_empty() {
+                format!("{prefix}{kind}{expected}")
+            } else {
+                format!("{}{expected}", prefix.trim_end())
+            };
+            break;
+        }
+    }
+    let mut redacted = String::with_capacity(out.len());
+    let mut quoted = false;
+    for c in out.chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                quoted = true;
+                redacted.push_str("\"…\"");
+            }
+            ('"', true) => quoted = false,
+            (_, true) => {}
+            (c, false) => redacted.push(c),
+        }
+    }
+    redacted
+}
+
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -295,14 +441,27 @@ impl ProvidersConfig {
         env: impl Fn(&str) -> Option<String>,
         other_tables: &[&str],
     ) -> Result<Self, ConfigError> {
-        let raw: RawFile = toml::from_str(text).map_err(|e| {
-            let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
-            ConfigError::Parse {
-                line,
-                column,
-                reason: e.message().to_string(),
-            }
-        })?;
+        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+        Self::from_toml_at(text, env, other_tables, now)
+    }
+
+    /// As [`ProvidersConfig::from_toml_with`], at `now` (which bounds rotation windows).
+    pub fn from_toml_at(
+        text: &str,
+        env: impl Fn(&str) -> Option<String>,
+        other_tables: &[&str],
+        now: Timestamp,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        for (provider, names) in [
+            (
+                Provider::Pientegra,
+                raw.pientegra.keys().collect::<Vec<_>>(),
+            ),
+            (Provider::Decentro, raw.decentro.keys().collect()),
+        ] {
+            refuse_ambiguous(provider, &names)?;
+        }
         if let Some(key) = raw
             .rest
             .keys()
@@ -327,8 +486,11 @@ impl ProvidersConfig {
                     api_key: r.required("api_key", acc.api_key)?,
                     webhook: WebhookSecrets {
                         current: r.required("webhook_secret", acc.webhook_secret)?,
-                        previous: r
-                            .optional("previous_webhook_secret", acc.previous_webhook_secret),
+                        previous: r.previous_secret(
+                            acc.previous_webhook_secret,
+                            acc.previous_webhook_secret_until,
+                            now,
+                        )?,
                     },
                     http: acc.http,
                 },
@@ -418,7 +580,7 @@ module_secret = "msecret"
         let p = &c.pientegra[&AccountName::new("tr-main").unwrap()];
         assert_eq!(p.api_key.expose(), "pk_env_key", "env wins over the file");
         assert_eq!(p.webhook.current.expose(), "whsec_file");
-        assert_eq!(p.webhook.previous, None);
+        assert!(p.webhook.previous.is_none());
         assert_eq!(p.base_url, "https://api.pientegra.example/api/v1");
         assert_eq!(p.http.request_timeout_ms, 3_000);
         assert_eq!(p.http.connect_timeout_ms, 2_000);
@@ -452,6 +614,126 @@ module_secret = "msecret"
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains("SECRET_VALUE"), "{shown}");
         assert!(matches!(err, ConfigError::Parse { line: 3, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_wrongly_typed_secret_is_named_by_its_key_and_never_repeated() {
+        for text in [
+            "[pientegra.a]\nbase_url = \"https://x\"\napi_key = 77012345\nwebhook_secret = \"w\"\n",
+            "[pientegra.a]\nbase_url = \"https://x\"\napi_key = [\"tok_77012345\"]\n",
+            "[decentro.a]\nbase_url = \"https://x\"\nclient_id = { v = \"tok_77012345\" }\n",
+            "[pientegra.a]\nbase_url = \"https://x\"\nhttp = \"tok_77012345\"\n",
+            "[pientegra.a]\nbase_url = \"https://x\"\n[pientegra.a.http]\nmax_retries = \"tok_77012345\"\n",
+        ] {
+            let err = ProvidersConfig::from_toml(text, env(&[])).unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("77012345"), "{shown}");
+            assert!(
+                matches!(err, ConfigError::Parse { line, .. } if line >= 3),
+                "{err:?}"
+            );
+        }
+        let err = ProvidersConfig::from_toml(
+            "[pientegra.a]\nbase_url = \"https://x\"\napi_key = 77012345\n",
+            env(&[]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("api_key"), "{err}");
+        assert_eq!(
+            redact_values(r#"invalid type: string "tok_1", expected a sequence"#),
+            "invalid type: string, expected a sequence"
+        );
+        assert_eq!(
+            redact_values("unknown variant `tok_1`, expected `text` or `json`"),
+            "unknown variant, expected `text` or `json`"
+        );
+    }
+
+    #[test]
+    fn a_previous_webhook_secret_needs_the_end_of_its_window() {
+        let now = Timestamp::parse_rfc3339("2026-11-29T12:00:00Z").unwrap();
+        let with = |until: &str| {
+            format!(
+                "[pientegra.a]\nbase_url = \"https://x\"\napi_key = \"k\"\nwebhook_secret = \"w\"\n\
+                 previous_webhook_secret = \"old\"\n{until}"
+            )
+        };
+        let err = ProvidersConfig::from_toml_at(&with(""), env(&[]), &[], now).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Field {
+                    field: "previous_webhook_secret_until",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let far = with("previous_webhook_secret_until = \"2026-12-31T00:00:00Z\"\n");
+        let err = ProvidersConfig::from_toml_at(&far, env(&[]), &[], now).unwrap_err();
+        assert!(err.to_string().contains("7 days"), "{err}");
+        let ok = with("previous_webhook_secret_until = \"2026-11-29T12:30:00Z\"\n");
+        let c = ProvidersConfig::from_toml_at(&ok, env(&[]), &[], now).unwrap();
+        let p = c.pientegra[&AccountName::new("a").unwrap()]
+            .webhook
+            .previous
+            .clone()
+            .unwrap();
+        assert_eq!(p.secret.expose(), "old");
+        assert_eq!(p.until, now.plus_millis(30 * 60_000));
+        // The window's end may come from the environment, like the secret.
+        let c = ProvidersConfig::from_toml_at(
+            &with(""),
+            env(&[(
+                "INTENTKIT_PIENTEGRA_A_PREVIOUS_WEBHOOK_SECRET_UNTIL",
+                "2026-11-29T12:10:00Z",
+            )]),
+            &[],
+            now,
+        )
+        .unwrap();
+        assert!(
+            c.pientegra[&AccountName::new("a").unwrap()]
+                .webhook
+                .previous
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn account_names_that_read_the_same_environment_variables_are_refused() {
+        let text = "[pientegra.tr-main]\nbase_url = \"https://x\"\napi_key = \"k\"\nwebhook_secret = \"w\"\n\
+                    [pientegra.\"TR.main\"]\nbase_url = \"https://y\"\napi_key = \"k\"\nwebhook_secret = \"w\"\n";
+        let err = ProvidersConfig::from_toml(text, env(&[])).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::AmbiguousAccounts { .. }),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("INTENTKIT_PIENTEGRA_TR_MAIN"),
+            "{err}"
+        );
+        // The same name under two providers is fine: their variables differ.
+        let text = "[pientegra.main]\nbase_url = \"https://x\"\napi_key = \"k\"\nwebhook_secret = \"w\"\n\
+                    [decentro.main]\nbase_url = \"https://y\"\nclient_id = \"a\"\nclient_secret = \"b\"\nmodule_secret = \"c\"\nprovider_secret = \"d\"\n";
+        assert!(ProvidersConfig::from_toml(text, env(&[])).is_ok());
+    }
+
+    #[test]
+    fn confirm_callbacks_false_is_refused() {
+        let text = "[decentro.a]\nbase_url = \"https://y\"\nclient_id = \"a\"\nclient_secret = \"b\"\nmodule_secret = \"c\"\nprovider_secret = \"d\"\nconfirm_callbacks = false\n";
+        let err = ProvidersConfig::from_toml(text, env(&[])).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Field {
+                    field: "confirm_callbacks",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(ProvidersConfig::from_toml(&text.replace("false", "true"), env(&[])).is_ok());
     }
 
     #[test]

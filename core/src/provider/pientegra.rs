@@ -5,8 +5,9 @@
 //! Webhook verification comes before any parsing: the header is checked, the timestamp must
 //! be within five minutes of now in either direction, and the HMAC-SHA256 of
 //! `"<t>.<raw body>"` is compared in constant time against the current secret, then the
-//! previous one (deliveries in flight keep the old secret for about ten minutes after a
-//! rotation). The raw bytes are used as received: never re-serialized JSON.
+//! previous one until its rotation window ends (deliveries in flight keep the old secret for
+//! about ten minutes after a rotation). The raw bytes are used as received: never
+//! re-serialized JSON.
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -35,8 +36,19 @@ pub const CURRENCY: Currency = Currency::TRY;
 pub struct WebhookSecrets {
     /// Signs new deliveries.
     pub current: Secret,
-    /// Still accepted while deliveries signed before the rotation drain.
-    pub previous: Option<Secret>,
+    /// Still accepted, until its time, while deliveries signed before the rotation drain.
+    pub previous: Option<PreviousSecret>,
+}
+
+/// The secret a rotation replaced, and until when deliveries signed with it are accepted.
+/// Pientegra keeps signing in-flight deliveries with it for about ten minutes (ref); after
+/// `until` it is worth nothing, so a leaked old secret does not stay a key forever.
+#[derive(Clone, Debug)]
+pub struct PreviousSecret {
+    /// The replaced secret.
+    pub secret: Secret,
+    /// The end of the rotation window.
+    pub until: Timestamp,
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -112,7 +124,12 @@ pub fn verify_signature(
             tolerance_ms: SIGNATURE_TOLERANCE_MS,
         });
     }
-    for secret in std::iter::once(&secrets.current).chain(secrets.previous.as_ref()) {
+    let previous = secrets
+        .previous
+        .as_ref()
+        .filter(|p| now < p.until)
+        .map(|p| &p.secret);
+    for secret in std::iter::once(&secrets.current).chain(previous) {
         let expected = mac(secret, t, body);
         // `verify_slice` compares in constant time; try every v1 with every secret.
         if sigs

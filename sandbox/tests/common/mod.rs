@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use intentkit_core::provider::config::{DecentroAccount, HttpSettings, PientegraAccount};
-use intentkit_core::provider::pientegra::WebhookSecrets;
+use intentkit_core::provider::pientegra::{PreviousSecret, WebhookSecrets};
 use intentkit_core::provider::{Notification, Secret};
 use intentkit_core::{AccountName, ManualClock, Timestamp};
 
@@ -37,7 +37,10 @@ pub fn pientegra_account(base_url: &str, previous: Option<&str>) -> PientegraAcc
         api_key: Secret::new("pk_sandbox"),
         webhook: WebhookSecrets {
             current: Secret::new("whsec_c2FuZGJveA"),
-            previous: previous.map(Secret::new),
+            previous: previous.map(|p| PreviousSecret {
+                secret: Secret::new(p),
+                until: Timestamp::from_unix_millis(i64::MAX),
+            }),
         },
         http: fast_http(),
     }

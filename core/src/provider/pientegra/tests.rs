@@ -11,7 +11,10 @@ fn now() -> Timestamp {
 fn secrets() -> WebhookSecrets {
     WebhookSecrets {
         current: Secret::new("whsec_current_c2VjcmV0"),
-        previous: Some(Secret::new("whsec_previous_b2xk")),
+        previous: Some(PreviousSecret {
+            secret: Secret::new("whsec_previous_b2xk"),
+            until: now().plus_millis(10 * 60_000),
+        }),
     }
 }
 
@@ -36,7 +39,7 @@ fn a_delivery_signed_with_the_current_secret_verifies() {
 #[test]
 fn the_previous_secret_is_still_accepted_during_rotation() {
     let b = body("intent.approved", "APPROVED", "100000");
-    let old = secrets().previous.unwrap();
+    let old = secrets().previous.unwrap().secret;
     let h = signed(&old, NOW_MS, &b);
     assert_eq!(verify_signature(Some(&h), &b, &secrets(), now()), Ok(()));
     let without_previous = WebhookSecrets {
@@ -46,6 +49,24 @@ fn the_previous_secret_is_still_accepted_during_rotation() {
     assert_eq!(
         verify_signature(Some(&h), &b, &without_previous, now()),
         Err(WebhookError::SignatureMismatch)
+    );
+}
+
+#[test]
+fn the_previous_secret_is_refused_once_its_rotation_window_ends() {
+    let b = body("intent.approved", "APPROVED", "100000");
+    let old = secrets().previous.unwrap();
+    let later = old.until.plus_millis(1);
+    let h = signed(&old.secret, later.unix_millis(), &b);
+    assert_eq!(
+        verify_signature(Some(&h), &b, &secrets(), later),
+        Err(WebhookError::SignatureMismatch)
+    );
+    let just_before = old.until.plus_millis(-1);
+    let h = signed(&old.secret, just_before.unix_millis(), &b);
+    assert_eq!(
+        verify_signature(Some(&h), &b, &secrets(), just_before),
+        Ok(())
     );
 }
 
