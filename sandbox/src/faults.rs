@@ -18,7 +18,8 @@ pub struct Faults {
     /// so the client must retry with the same key and must get the same intent.
     pub drop_after_commit: u32,
     /// How long a create stays "in flight" after it is claimed, to provoke a concurrent
-    /// duplicate (`409 duplicate_idempotency_key`).
+    /// duplicate (`409 duplicate_idempotency_key`). A client that hangs up meanwhile leaves
+    /// the intent committed and the key answered: its retry gets the same intent.
     pub create_hold_ms: u64,
     /// The next N answers carry `429` with this many seconds of `Retry-After`.
     pub rate_limit_next: u32,

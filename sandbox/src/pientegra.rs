@@ -1,8 +1,8 @@
 //! A Pientegra simulator: a real HTTP server that behaves as `wire-contract.md` says.
 //!
 //! - API under `/api/v1`: create with the contract's idempotency (replay; `409` for another
-//!   body or a key still in flight), the single read, the windowed intent list, the events
-//!   list and replay.
+//!   body or a key still in flight; a key whose client hung up mid-flight is answered, not
+//!   left in flight), the single read, the windowed intent list, the events list and replay.
 //! - The hosted page at `depositUrl` (`/d/<signed token>`): amount, account holder, IBAN,
 //!   reference, a countdown to `expiresAt`, and the "I made the payment" button. The token is
 //!   signed and one-time; after expiry the page shows an expired state and the intent is
@@ -149,8 +149,9 @@ struct SimEvent {
     next_attempt: std::time::Instant,
 }
 
-/// A claimed idempotency key: still in flight (its answer ready but not yet released), or
-/// done and replayable for 24 hours.
+/// A claimed idempotency key: still in flight (the intent committed, its answer held back by
+/// `create_hold_ms`), or done and replayable for 24 hours. Only a live [`Claim`] leaves a key
+/// in flight: however its handler ends, the key ends done.
 enum Idem {
     InFlight {
         response: Value,
@@ -665,26 +666,27 @@ async fn create(State(sim): Shared, headers: HeaderMap, body: Bytes) -> Response
             .insert(key.clone(), Idem::InFlight { response });
         inner.faults.create_hold_ms
     };
+    // No await between the claim above and its guard: from here the key ends done even if
+    // the client hangs up during the hold and axum drops this future.
+    let claim = Claim {
+        sim: sim.clone(),
+        key,
+        hash,
+        at: now,
+        open: true,
+    };
     if hold_ms > 0 {
         tokio::time::sleep(Duration::from_millis(hold_ms)).await;
     }
     let (response, drop_it) = {
         let mut inner = sim.lock();
-        let Some(Idem::InFlight { response }) = inner.idempotency.remove(&key) else {
+        let Some(response) = claim.finish(&mut inner) else {
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "lost the answer",
             );
         };
-        inner.idempotency.insert(
-            key,
-            Idem::Done {
-                hash,
-                at: now,
-                response: response.clone(),
-            },
-        );
         let drop_it = inner.faults.drop_after_commit > 0;
         if drop_it {
             inner.faults.drop_after_commit -= 1;
@@ -695,6 +697,52 @@ async fn create(State(sim): Shared, headers: HeaderMap, body: Bytes) -> Response
         return dropped_connection();
     }
     (StatusCode::CREATED, axum::Json(response)).into_response()
+}
+
+/// A create's claim on its idempotency key, from the commit of its intent. The claim ends with
+/// the key done and the committed answer cached, whether the handler finishes or is dropped:
+/// axum drops a handler whose client hung up (say during `create_hold_ms`), and a key left in
+/// flight would answer every retry `409 duplicate_idempotency_key` while Pientegra holds the
+/// intent. The retry then replays the one intent, as after a lost answer.
+struct Claim {
+    sim: Simulator,
+    key: String,
+    hash: String,
+    at: Timestamp,
+    open: bool,
+}
+
+impl Claim {
+    /// Marks the key done and returns the committed answer (none if the key is not in flight).
+    fn finish(mut self, inner: &mut Inner) -> Option<Value> {
+        self.open = false;
+        finish_claim(inner, &self.key, &self.hash, self.at)
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.open {
+            let mut inner = self.sim.lock();
+            finish_claim(&mut inner, &self.key, &self.hash, self.at);
+        }
+    }
+}
+
+fn finish_claim(inner: &mut Inner, key: &str, hash: &str, at: Timestamp) -> Option<Value> {
+    let Some(Idem::InFlight { response }) = inner.idempotency.get(key) else {
+        return None;
+    };
+    let response = response.clone();
+    inner.idempotency.insert(
+        key.to_string(),
+        Idem::Done {
+            hash: hash.to_string(),
+            at,
+            response: response.clone(),
+        },
+    );
+    Some(response)
 }
 
 async fn read_one(State(sim): Shared, headers: HeaderMap, Path(id): Path<String>) -> Response {
