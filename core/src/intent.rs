@@ -302,6 +302,10 @@ pub struct Intent {
     pub updated_at: Timestamp,
     /// Incremented by every applied transition; the store's optimistic-concurrency guard.
     pub version: u64,
+    /// Until when reconciliation sweeps still cover it ([`crate::lifecycle::reconcile_until`]);
+    /// `None` once the provider has answered for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile_until: Option<Timestamp>,
 }
 
 impl Intent {
@@ -358,6 +362,7 @@ impl Intent {
             created_at: now,
             updated_at: now,
             version: 1,
+            reconcile_until: None,
         })
     }
 }

@@ -13,7 +13,7 @@ use crate::intent::{Intent, IntentRequest};
 use crate::lifecycle::{self, Anomaly, IntentEvent, Plan, Transition};
 use crate::outbox::{NewEvent, OutboxEvent};
 use crate::store::{
-    Commit, CommitOutcome, InsertOutcome, ListCursor, ListFilter, NewIntent, ParkOutcome,
+    Backlog, Commit, CommitOutcome, InsertOutcome, ListCursor, ListFilter, NewIntent, ParkOutcome,
     ParkedEvent, ProviderDelivery, Store,
 };
 use crate::types::{AccountName, ConsumerName, IdempotencyKey, IntentId, Provider, Timestamp};
@@ -318,20 +318,63 @@ impl Ledger {
         Ok((rows, next))
     }
 
-    /// The creation time of the oldest intent matching `filter`.
-    pub fn oldest_created(&self, filter: &ListFilter) -> Result<Option<Timestamp>, CoreError> {
-        Ok(self.store.oldest_created(filter)?)
+    /// When the intents of one account that a sweep must still cover were created, oldest
+    /// first, leaving out those younger than `min_age_ms` (their webhooks are not late yet).
+    pub fn reconcile_open(
+        &self,
+        provider: Provider,
+        account: &AccountName,
+        min_age_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Timestamp>, CoreError> {
+        let now = self.clock.now();
+        Ok(self.store.reconcile_open(
+            provider,
+            account,
+            now,
+            now.plus_millis(-min_age_ms),
+            limit,
+        )?)
     }
 
-    /// Intents whose hand-off expired unsettled (see [`Store::due_for_expiry`]).
-    pub fn due_for_expiry(&self, limit: usize) -> Result<Vec<Intent>, CoreError> {
-        Ok(self.store.due_for_expiry(self.clock.now(), limit)?)
+    /// One account's intents whose hand-off expired unsettled (see [`Store::due_for_expiry`]).
+    pub fn due_for_expiry(
+        &self,
+        provider: Provider,
+        account: &AccountName,
+        limit: usize,
+    ) -> Result<Vec<Intent>, CoreError> {
+        Ok(self
+            .store
+            .due_for_expiry(provider, account, self.clock.now(), limit)?)
     }
 
-    /// Intents left in `created` for at least `age_ms`.
-    pub fn stuck_in_created(&self, age_ms: i64, limit: usize) -> Result<Vec<Intent>, CoreError> {
+    /// One account's intents left in `created` for at least `age_ms`.
+    pub fn stuck_in_created(
+        &self,
+        provider: Provider,
+        account: &AccountName,
+        age_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Intent>, CoreError> {
         let before = self.clock.now().plus_millis(-age_ms);
-        Ok(self.store.stuck_in_created(before, limit)?)
+        Ok(self
+            .store
+            .stuck_in_created(provider, account, before, limit)?)
+    }
+
+    /// How much maintenance work one account has waiting; `age_ms` as for
+    /// [`Ledger::stuck_in_created`].
+    pub fn backlog(
+        &self,
+        provider: Provider,
+        account: &AccountName,
+        age_ms: i64,
+    ) -> Result<Backlog, CoreError> {
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .backlog(provider, account, now, now.plus_millis(-age_ms))?)
     }
 
     /// Keeps a provider signal until it can be applied, under its account's `cap`.
@@ -349,9 +392,16 @@ impl Ledger {
             .parked_for(intent.provider, &intent.account, key, intent.id)?)
     }
 
-    /// A page of every kept signal, after row `after`.
-    pub fn parked_after(&self, after: i64, limit: usize) -> Result<Vec<ParkedEvent>, CoreError> {
-        Ok(self.store.parked_after(after, limit)?)
+    /// A page of the signals kept for one provider and account (`None`: those kept before
+    /// events carried their account), after row `after`.
+    pub fn parked_after(
+        &self,
+        provider: Provider,
+        account: Option<&AccountName>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<ParkedEvent>, CoreError> {
+        Ok(self.store.parked_after(provider, account, after, limit)?)
     }
 
     /// Forgets a kept signal.

@@ -44,8 +44,8 @@ pub mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{
-    Engine, EngineError, EngineSettings, EventFeed, MaintenanceReport, ReconcileReport,
-    WebhookAnswer, WebhookOutcome,
+    Engine, EngineError, EngineSettings, EventFeed, Job, JobReport, MaintenanceReport,
+    ReconcileReport, WebhookAnswer, WebhookOutcome,
 };
 pub use error::{CoreError, StoreError};
 pub use intent::{

@@ -304,6 +304,32 @@ fn decide(intent: &Intent, event: &IntentEvent) -> Result<Decision, CoreError> {
 }
 
 /// Moves `intent` to `to`, taking the signal's data, and returns the history row.
+/// How long after its creation an intent the provider has not answered for good stays in
+/// reconciliation sweeps (ours): a week, Pientegra's longest list window in practice. Past it a
+/// sweep stops asking; a late webhook still applies.
+pub const RECONCILE_HORIZON_MS: i64 = 7 * 24 * 60 * 60 * 1_000;
+
+/// Until when a sweep must still cover `intent`, now in `to` by `cause`: while the provider may
+/// still change its answer (awaiting the payer or a review, funds after expiry), or has not
+/// been heard from since our own timer or a cancel, up to [`RECONCILE_HORIZON_MS`] after its
+/// creation. `None` once the provider has answered for good (approved, rejected, its own
+/// expiry), or before it holds the intent at all (`created`: recovery's work).
+pub fn reconcile_until(intent: &Intent, to: IntentStatus, cause: Cause) -> Option<Timestamp> {
+    let horizon = intent.created_at.plus_millis(RECONCILE_HORIZON_MS);
+    match to {
+        IntentStatus::Pending
+        | IntentStatus::PayerConfirmed
+        | IntentStatus::LateArrival
+        | IntentStatus::Canceled => Some(horizon),
+        IntentStatus::Expired if cause == Cause::Timer => Some(horizon),
+        IntentStatus::Expired
+        | IntentStatus::Created
+        | IntentStatus::Approved
+        | IntentStatus::Rejected
+        | IntentStatus::Failed => None,
+    }
+}
+
 fn advance(
     intent: &mut Intent,
     to: IntentStatus,
@@ -311,6 +337,7 @@ fn advance(
     now: Timestamp,
 ) -> Transition {
     let from = intent.status;
+    intent.reconcile_until = reconcile_until(intent, to, event.cause);
     intent.status = to;
     intent.version += 1;
     intent.updated_at = now;

@@ -525,11 +525,11 @@ fn migrations_apply_once_and_a_newer_schema_is_refused() {
     let path = dir.path().join("k.db");
     {
         let store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 3);
+        assert_eq!(store.schema_version().unwrap(), 4);
     }
     {
         let store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 3);
+        assert_eq!(store.schema_version().unwrap(), 4);
     }
     let side = rusqlite::Connection::open(&path).unwrap();
     side.execute(
@@ -744,10 +744,23 @@ fn expiry_scan_returns_only_open_intents_past_their_deadline() {
     let settled = ledger.create(deposit(100_000), key("b")).unwrap().intent.id;
     ledger.apply(settled, handoff("p-b")).unwrap();
     ledger.apply(settled, approved(100_000, "e-b")).unwrap();
-    assert!(ledger.due_for_expiry(10).unwrap().is_empty());
+    assert!(
+        ledger
+            .due_for_expiry(
+                Provider::Pientegra,
+                &AccountName::new("tr-main").unwrap(),
+                10
+            )
+            .unwrap()
+            .is_empty()
+    );
     clock.advance_millis(15 * 60_000);
     let found: Vec<_> = ledger
-        .due_for_expiry(10)
+        .due_for_expiry(
+            Provider::Pientegra,
+            &AccountName::new("tr-main").unwrap(),
+            10,
+        )
         .unwrap()
         .iter()
         .map(|i| i.id)
@@ -771,9 +784,30 @@ fn a_transient_error_is_noted_on_a_created_intent_without_a_transition() {
     assert_eq!(ledger.get(id).unwrap(), noted);
     assert_eq!(ledger.history(id).unwrap().len(), 1, "no history row");
     assert_eq!(all_events(&ledger).len(), 1, "no outbox event");
-    assert!(ledger.stuck_in_created(60_000, 10).unwrap().is_empty());
+    assert!(
+        ledger
+            .stuck_in_created(
+                Provider::Pientegra,
+                &AccountName::new("tr-main").unwrap(),
+                60_000,
+                10
+            )
+            .unwrap()
+            .is_empty()
+    );
     clock.advance_millis(60_000);
-    assert_eq!(ledger.stuck_in_created(60_000, 10).unwrap().len(), 1);
+    assert_eq!(
+        ledger
+            .stuck_in_created(
+                Provider::Pientegra,
+                &AccountName::new("tr-main").unwrap(),
+                60_000,
+                10
+            )
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 fn parked(account: Option<&str>, lookup: &str, event: IntentEvent, proof: Proof) -> ParkedEvent {
@@ -787,6 +821,19 @@ fn parked(account: Option<&str>, lookup: &str, event: IntentEvent, proof: Proof)
         received_at: T0,
         event,
     }
+}
+
+/// Every row the parking tests keep (all under Pientegra, for two accounts).
+fn all_parked(ledger: &Ledger) -> Vec<ParkedEvent> {
+    ["in-main", "tr-main"]
+        .into_iter()
+        .flat_map(|a| {
+            let a = AccountName::new(a).unwrap();
+            ledger
+                .parked_after(Provider::Pientegra, Some(&a), 0, 100)
+                .unwrap()
+        })
+        .collect()
 }
 
 fn early_approval(event_id: &str) -> IntentEvent {
@@ -856,12 +903,12 @@ fn parking_is_bounded_per_account_and_deduplicated() {
         Proof::Signed,
     );
     assert_eq!(ledger.park(&signed, 3).unwrap(), ParkOutcome::Parked);
-    assert_eq!(ledger.parked_after(0, 100).unwrap().len(), 4);
+    assert_eq!(all_parked(&ledger).len(), 4);
 
     // Maintenance forgets what outlived its time to live, which frees the room again.
     clock.advance_millis(60_000);
     assert_eq!(ledger.prune_parked(30_000).unwrap(), 4);
-    assert!(ledger.parked_after(0, 100).unwrap().is_empty());
+    assert!(all_parked(&ledger).is_empty());
     assert_eq!(ledger.park(&claim(3), 3).unwrap(), ParkOutcome::Parked);
 }
 
@@ -892,9 +939,11 @@ fn a_version_2_database_keeps_its_parked_events_as_claims_of_unknown_account() {
         .unwrap();
     }
     let store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     let ledger = Ledger::new(Arc::new(store), Arc::new(ManualClock::new(T0)));
-    let rows = ledger.parked_after(0, 10).unwrap();
+    let rows = ledger
+        .parked_after(Provider::Pientegra, None, 0, 10)
+        .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(
         rows[0].account, None,
@@ -930,4 +979,72 @@ fn a_provider_event_id_is_deduplicated_per_intent() {
         ledger.apply(b, approved(100_000, "evt-shared")).unwrap(),
         ApplyOutcome::Duplicate { .. }
     ));
+}
+
+#[test]
+fn a_sweep_covers_what_the_provider_has_not_answered_for_good_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ledger, clock) = open(&dir.path().join("r.db"));
+    let account = AccountName::new("tr-main").unwrap();
+    let open = |ledger: &Ledger| {
+        ledger
+            .reconcile_open(Provider::Pientegra, &account, 60_000, 100)
+            .unwrap()
+    };
+    let mk = |n: u32| {
+        let id = ledger
+            .create(deposit(100_000), key(&format!("r-{n}")))
+            .unwrap()
+            .intent
+            .id;
+        ledger.apply(id, handoff(&format!("p-{n}"))).unwrap();
+        id
+    };
+    let pending = mk(0);
+    let approved = mk(1);
+    ledger.apply(approved, approved_event(1)).unwrap();
+    let ours_expired = mk(2);
+    ledger
+        .apply(
+            ours_expired,
+            IntentEvent::new(Signal::Expired, Cause::Timer),
+        )
+        .unwrap();
+    let theirs_expired = mk(3);
+    ledger
+        .apply(
+            theirs_expired,
+            IntentEvent::new(Signal::Expired, Cause::Webhook).with_event_id("evt-ac"),
+        )
+        .unwrap();
+    let created_only = ledger
+        .create(deposit(100_000), key("r-created"))
+        .unwrap()
+        .intent
+        .id;
+    assert!(open(&ledger).is_empty(), "too young to be late yet");
+    clock.advance_millis(120_000);
+    // Pending, and expired by our own timer (the provider has not said): covered. Approved,
+    // expired by the provider, and never at the provider: not.
+    assert_eq!(open(&ledger), vec![T0, T0]);
+    for (id, covered) in [
+        (pending, true),
+        (ours_expired, true),
+        (approved, false),
+        (theirs_expired, false),
+        (created_only, false),
+    ] {
+        assert_eq!(
+            ledger.get(id).unwrap().reconcile_until.is_some(),
+            covered,
+            "{id}"
+        );
+    }
+    // Past the horizon a sweep stops asking.
+    clock.advance_millis(intentkit_core::lifecycle::RECONCILE_HORIZON_MS);
+    assert!(open(&ledger).is_empty());
+}
+
+fn approved_event(n: u32) -> IntentEvent {
+    approved(100_000, &format!("evt-ok-{n}"))
 }

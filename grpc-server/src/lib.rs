@@ -256,13 +256,9 @@ impl Server {
                         async move {
                             let _ = maint_stop.wait_for(|s| *s).await;
                         },
-                        |report| {
-                            if !report.errors.is_empty() || !report.reconcile.errors.is_empty() {
-                                m_metrics.maintenance_error();
-                                tracing::warn!(errors = ?report.errors, reconcile = ?report.reconcile.errors, "maintenance reported errors");
-                            } else if report.changed_anything() {
-                                tracing::info!(recovered = report.recovered, expired = report.expired, parked_settled = report.parked_settled, settled = report.reconcile.settled, replayed = report.reconcile.replayed, "maintenance");
-                            }
+                        move |report| {
+                            m_metrics.maintenance(&report);
+                            log_maintenance(&report);
                         },
                     )
                     .await;
@@ -329,6 +325,55 @@ impl Server {
             }
         }
         aborted
+    }
+}
+
+/// One maintenance pass in the log: every pass at `debug` (replays and sweeps included, so
+/// that they are never invisible), at `info` when it changed something or a job was cut short
+/// by its budget, at `warn` when a job failed.
+fn log_maintenance(r: &intentkit_core::MaintenanceReport) {
+    let account = r.jobs.first().map_or_else(
+        || "*".to_string(),
+        |j| format!("{}/{}", j.provider, j.account),
+    );
+    let backlog: Vec<String> = r
+        .jobs
+        .iter()
+        .filter(|j| j.backlog > 0 || j.cut_short)
+        .map(|j| {
+            format!(
+                "{}={}{}",
+                j.job.as_str(),
+                j.backlog,
+                if j.cut_short { " (cut short)" } else { "" }
+            )
+        })
+        .collect();
+    let (rc, errors) = (&r.reconcile, r.errors.iter().chain(&r.reconcile.errors));
+    let errors: Vec<&String> = errors.collect();
+    if !errors.is_empty() {
+        tracing::warn!(account, ?errors, ?backlog, "maintenance pass had errors");
+    } else if r.changed_anything() || !backlog.is_empty() {
+        tracing::info!(
+            account,
+            recovered = r.recovered,
+            expired = r.expired,
+            parked_settled = r.parked_settled,
+            parked_pruned = r.parked_pruned,
+            settled = rc.settled,
+            replayed = rc.replayed,
+            provider_calls = rc.calls,
+            windows = rc.windows,
+            ?backlog,
+            "maintenance pass"
+        );
+    } else {
+        tracing::debug!(
+            account,
+            provider_calls = rc.calls,
+            windows = rc.windows,
+            "maintenance pass: nothing to do"
+        );
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Metrics {
     outbox_head: Gauge,
     outbox_lag: Family<Labels, Gauge>,
     maintenance_errors: Counter,
+    maintenance_backlog: Family<Labels, Gauge>,
+    maintenance_last_success: Family<Labels, Gauge>,
     consumers: Arc<Mutex<BTreeSet<ConsumerName>>>,
 }
 
@@ -90,8 +92,20 @@ impl Metrics {
         let maintenance_errors = Counter::default();
         registry.register(
             "maintenance_errors",
-            "recovery, expiry or reconciliation passes that reported an error",
+            "maintenance jobs (recovery, expiry, parked signals, reconciliation) that failed",
             maintenance_errors.clone(),
+        );
+        let maintenance_backlog = Family::<Labels, Gauge>::default();
+        registry.register(
+            "maintenance_backlog",
+            "work a maintenance job left waiting after its last pass, by provider, account and job",
+            maintenance_backlog.clone(),
+        );
+        let maintenance_last_success = Family::<Labels, Gauge>::default();
+        registry.register(
+            "maintenance_last_success_timestamp_seconds",
+            "when a maintenance job last finished a pass within its budget and without error",
+            maintenance_last_success.clone(),
         );
         Metrics {
             registry: Arc::new(registry),
@@ -102,6 +116,8 @@ impl Metrics {
             outbox_head,
             outbox_lag,
             maintenance_errors,
+            maintenance_backlog,
+            maintenance_last_success,
             consumers: Arc::default(),
         }
     }
@@ -129,9 +145,33 @@ impl Metrics {
             .inc();
     }
 
-    /// Records a maintenance pass that reported errors.
-    pub fn maintenance_error(&self) {
-        self.maintenance_errors.inc();
+    /// Records one maintenance pass: per account and job, when it last succeeded and what it
+    /// left waiting; a failed job counts as an error.
+    pub fn maintenance(&self, report: &intentkit_core::MaintenanceReport) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        for j in &report.jobs {
+            let labels = vec![
+                ("provider", j.provider.as_str().to_string()),
+                ("account", j.account.to_string()),
+                ("job", j.job.as_str().to_string()),
+            ];
+            self.maintenance_backlog
+                .get_or_create(&labels)
+                .set(i64::try_from(j.backlog).unwrap_or(i64::MAX));
+            if j.error.is_none() && !j.cut_short {
+                self.maintenance_last_success
+                    .get_or_create(&labels)
+                    .set(now);
+            }
+            if j.error.is_some() {
+                self.maintenance_errors.inc();
+            }
+        }
+        if !report.errors.is_empty() && report.jobs.is_empty() {
+            self.maintenance_errors.inc();
+        }
     }
 
     /// Remembers a consumer, so that its lag is reported.

@@ -129,8 +129,23 @@ pub async fn run_maintenance(engine: &Engine) -> serde_json::Value {
         parked_settled,
         parked_pruned,
         reconcile,
+        jobs,
         errors,
     } = engine.maintain().await;
+    let jobs: Vec<_> = jobs
+        .iter()
+        .map(|j| {
+            serde_json::json!({
+                "provider": j.provider.as_str(),
+                "account": j.account.as_str(),
+                "job": j.job.as_str(),
+                "done": j.done,
+                "backlog": j.backlog,
+                "cutShort": j.cut_short,
+                "elapsedMs": u64::try_from(j.elapsed.as_millis()).unwrap_or(u64::MAX),
+            })
+        })
+        .collect();
     serde_json::json!({
         "recovered": recovered,
         "expired": expired,
@@ -139,6 +154,7 @@ pub async fn run_maintenance(engine: &Engine) -> serde_json::Value {
         "settled": reconcile.settled,
         "replayed": reconcile.replayed,
         "providerCalls": reconcile.calls,
+        "jobs": jobs,
         "errors": errors.into_iter().chain(reconcile.errors).collect::<Vec<_>>(),
     })
 }

@@ -15,22 +15,15 @@
 
 use std::sync::Arc;
 
+use super::claims::{Confirmation, worth_a_look};
 use super::{Engine, EngineError};
 use crate::error::CoreError;
-use crate::intent::{Intent, ProviderRef};
+use crate::intent::Intent;
 use crate::ledger::{ApplyOutcome, Ledger};
-use crate::lifecycle::{self, Cause, IntentEvent, Rule, Signal};
-use crate::provider::{
-    Adapter, Inbound, Lookup, Proof, WebhookAnswer, WebhookError, WebhookOutcome,
-};
+
+use crate::provider::{Adapter, Inbound, Proof, WebhookAnswer, WebhookError, WebhookOutcome};
 use crate::store::{ParkOutcome, ParkedEvent};
 use crate::types::{AccountName, IntentId, Provider};
-
-/// The least time between two claim look-ups for one intent.
-pub(super) const CLAIM_LOOKUP_GAP: std::time::Duration = std::time::Duration::from_secs(1);
-/// How long a delivery waits for the provider to confirm its claim before it is answered
-/// `503` (and the claim kept for maintenance).
-pub(super) const CLAIM_LOOKUP_BUDGET: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What became of a delivery, before the adapter turns it into its provider's answer.
 #[derive(Debug)]
@@ -67,24 +60,12 @@ impl Verdict {
 }
 
 /// The answer to a delivery for `outcome` of applying it.
-fn applied(outcome: &ApplyOutcome) -> WebhookOutcome {
+pub(super) fn applied(outcome: &ApplyOutcome) -> WebhookOutcome {
     match outcome {
         ApplyOutcome::Applied { .. } => WebhookOutcome::Applied,
         ApplyOutcome::Anomaly { .. } => WebhookOutcome::Anomaly,
         ApplyOutcome::Duplicate { .. } | ApplyOutcome::Stale { .. } => WebhookOutcome::Duplicate,
     }
-}
-
-/// What a status look-up made of a claim.
-pub(super) enum Confirmation {
-    /// The provider's record was applied (or recorded as contradicting the claim).
-    Settled(WebhookOutcome),
-    /// The provider's record names another intent; the claim was recorded as an anomaly.
-    Denied,
-    /// The provider has nothing to confirm yet.
-    NotYet,
-    /// The provider could not be asked.
-    Failed(String),
 }
 
 /// The intent a signal names: by the provider's reference, or by ours when the provider echoes
@@ -271,107 +252,6 @@ impl Engine {
         })
     }
 
-    /// Whether a claim look-up for `intent` may go to the provider now: at most one per
-    /// [`CLAIM_LOOKUP_GAP`] per intent. Remembers this one.
-    pub(super) fn may_look_up(&self, intent: IntentId) -> bool {
-        let now = std::time::Instant::now();
-        let mut last = self
-            .inner
-            .claim_lookups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if last.len() > 4_096 {
-            last.retain(|_, t| now.duration_since(*t) < CLAIM_LOOKUP_GAP);
-        }
-        match last.get(&intent) {
-            Some(t) if now.duration_since(*t) < CLAIM_LOOKUP_GAP => false,
-            _ => {
-                last.insert(intent, now);
-                true
-            }
-        }
-    }
-
-    /// Asks the provider about `intent`, which `claim` (naming `claimed`) says moved, and
-    /// applies what the provider proves. The claim itself is never applied. What is recorded
-    /// about it never carries its delivery id (so a forged claim cannot use up the genuine
-    /// delivery's dedup slot) nor the data it brought (a forger's payer).
-    pub(super) async fn confirm_claim(
-        &self,
-        adapter: &Arc<dyn Adapter>,
-        intent: &Intent,
-        claimed: &ProviderRef,
-        claim: &IntentEvent,
-    ) -> Result<Confirmation, EngineError> {
-        let looked =
-            match tokio::time::timeout(CLAIM_LOOKUP_BUDGET, adapter.look_up(intent, Some(claimed)))
-                .await
-            {
-                Ok(Ok(l)) => l,
-                Ok(Err(e)) => return Ok(Confirmation::Failed(format!("{}: {e}", e.code()))),
-                Err(_) => {
-                    return Ok(Confirmation::Failed(format!(
-                        "no answer within {} ms",
-                        CLAIM_LOOKUP_BUDGET.as_millis()
-                    )));
-                }
-            };
-        let id = intent.id;
-        // Our own re-checks (cause timer) are not claims from outside: no anomaly for them.
-        let from_outside = claim.cause != Cause::Timer;
-        match looked {
-            Lookup::Open => Ok(Confirmation::NotYet),
-            Lookup::Unproven(why) => Ok(Confirmation::Failed(why)),
-            Lookup::Mismatch(detail) => {
-                if from_outside {
-                    let unproven = unproven(claim, "denied");
-                    self.blocking(move |l| l.record_anomaly(id, &unproven, &detail))
-                        .await?;
-                }
-                Ok(Confirmation::Denied)
-            }
-            Lookup::Fact(mut fact) => {
-                let same_kind = fact.signal.kind() == claim.signal.kind();
-                let same_ref = fact.provider_ref.as_ref().map(ProviderRef::lookup_key)
-                    == Some(claimed.lookup_key());
-                let same = same_kind && same_ref;
-                if same {
-                    // The provider's record is applied, deduplicated by the claim's delivery id
-                    // (the same transaction's callback sent again is a duplicate); history says
-                    // what brought it in (a confirmed callback).
-                    fact.provider_event_id = claim.provider_event_id.clone();
-                    fact.cause = claim.cause;
-                }
-                let detail = if same_kind {
-                    format!(
-                        "{} names transaction {:?}; the intent's is another",
-                        claim.cause.as_str(),
-                        claimed.lookup_key()
-                    )
-                } else {
-                    format!(
-                        "{} says {}, the provider's status says {}",
-                        claim.cause.as_str(),
-                        claim.signal.kind(),
-                        fact.signal.kind()
-                    )
-                };
-                let unproven = unproven(claim, "contradicted");
-                let outcome = self
-                    .blocking(move |l| {
-                        let outcome = l.apply(id, fact)?;
-                        if !same && from_outside {
-                            l.record_anomaly(id, &unproven, &detail)?;
-                            return Ok(WebhookOutcome::Anomaly);
-                        }
-                        Ok(applied(&outcome))
-                    })
-                    .await?;
-                Ok(Confirmation::Settled(outcome))
-            }
-        }
-    }
-
     /// Applies what is parked for `intent`, which just learned its provider reference or was
     /// settled: signed signals of its own account as they are, claims once confirmed.
     pub(super) async fn drain_parked(
@@ -396,72 +276,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Confirms parked claims about `intent` and forgets those the provider has answered for
-    /// good. One look-up answers every claim when the intent holds its own reference (that is
-    /// what is looked up); otherwise one per distinct claimed reference, each answer covering
-    /// only its own claims. Returns whether every claim was settled.
-    pub(super) async fn settle_parked(
-        &self,
-        adapter: &Arc<dyn Adapter>,
-        intent: &Intent,
-        claims: Vec<ParkedEvent>,
-    ) -> Result<bool, EngineError> {
-        let mut groups: std::collections::BTreeMap<String, Vec<ParkedEvent>> = Default::default();
-        for c in claims {
-            let asked = match (&intent.provider_ref, &c.event.provider_ref) {
-                (Some(own), _) => own.lookup_key().to_string(),
-                (None, Some(claimed)) => claimed.lookup_key().to_string(),
-                (None, None) => c.lookup_key.clone(),
-            };
-            groups.entry(asked).or_default().push(c);
-        }
-        let mut all = true;
-        for rows in groups.into_values() {
-            let first = &rows[0];
-            let settled = if !worth_a_look(intent, &first.event) {
-                true
-            } else {
-                let claimed = first
-                    .event
-                    .provider_ref
-                    .clone()
-                    .or_else(|| intent.provider_ref.clone());
-                // Not throttled like deliveries: maintenance asks once per intent per pass.
-                match claimed {
-                    // A claim without a reference cannot be asked about.
-                    None => true,
-                    Some(claimed) => matches!(
-                        self.confirm_claim(adapter, intent, &claimed, &first.event)
-                            .await?,
-                        Confirmation::Settled(_) | Confirmation::Denied
-                    ),
-                }
-            };
-            if settled {
-                let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
-                self.blocking(move |l| ids.into_iter().try_for_each(|id| l.drop_parked(id)))
-                    .await?;
-            } else {
-                all = false;
-            }
-        }
-        Ok(all)
-    }
-
-    /// A claim about `intent` not confirmed yet, as a row to keep. When the intent holds its
-    /// own reference, that is what a re-check looks up, so a flood of claims naming it (with
-    /// any transaction ids) is one row.
-    fn parked_claim(&self, inbound: &Inbound, intent: &Intent) -> ParkedEvent {
-        let mut row = self.parked(inbound, Some(intent.id));
-        if let Some(own) = &intent.provider_ref {
-            row.lookup_key = own.lookup_key().to_string();
-        }
-        row
-    }
-
     /// `inbound` as a row to park, for an intent not known yet or (for a claim) known but not
     /// confirmed.
-    fn parked(&self, inbound: &Inbound, intent: Option<IntentId>) -> ParkedEvent {
+    pub(super) fn parked(&self, inbound: &Inbound, intent: Option<IntentId>) -> ParkedEvent {
         ParkedEvent {
             id: 0,
             provider: inbound.provider,
@@ -473,30 +290,6 @@ impl Engine {
             event: inbound.event.clone(),
         }
     }
-}
-
-/// Whether a claim could move `intent` or contradict it: otherwise it is answered as a
-/// duplicate without asking the provider.
-fn worth_a_look(intent: &Intent, claim: &IntentEvent) -> bool {
-    !matches!(
-        lifecycle::rule(intent.status, claim.signal.kind()),
-        Rule::Duplicate | Rule::Stale | Rule::Refuse
-    )
-}
-
-/// What is recorded of a claim the provider did not confirm: neither its delivery id (the
-/// genuine delivery's dedup slot stays free; a suffix keeps one record per claim and verdict)
-/// nor the payer it brought.
-fn unproven(claim: &IntentEvent, verdict: &str) -> IntentEvent {
-    let mut e = claim.clone();
-    e.provider_event_id = claim
-        .provider_event_id
-        .as_ref()
-        .map(|id| format!("{id}#{verdict}"));
-    if let Signal::Approved { payer, .. } = &mut e.signal {
-        *payer = None;
-    }
-    e
 }
 
 /// The answer to a delivery that was parked (or could not be).

@@ -1,178 +1,326 @@
-//! Maintenance: what runs on a timer rather than on a request.
+//! Maintenance: what runs on a timer rather than on a request, one task per provider account,
+//! so that a provider that hangs delays only its own account's work.
 //!
-//! - Recovery resumes intents left in `created` (a crash between recording and the provider's
-//!   answer, or a transient failure), or expires those the provider can no longer take.
-//! - Expiry moves `created`/`pending` intents past their deadline to `expired`, walking an
-//!   index of deadlines. An adapter that never announces failures (Decentro) gets one look-up
-//!   first; if that fails, the intent still expires and a re-check is parked.
-//! - Parked signals are applied or confirmed once their intent is known, one look-up per
-//!   intent per pass, and forgotten after their time to live.
-//! - Reconciliation runs each account's sweep (see the adapters).
+//! Each account's pass runs four jobs, each within its own time budget:
+//!
+//! - **recovery** resumes intents left in `created` (a crash between recording and the
+//!   provider's answer, or a transient failure), or settles those the provider can no longer
+//!   take;
+//! - **expiry** moves `created`/`pending` intents past their deadline to `expired`. An adapter
+//!   that never announces failures (Decentro) gets a look-up first, a few at a time, each
+//!   bounded; if it fails, the intent still expires and a re-check is parked;
+//! - **parked** applies or confirms the account's parked signals, one look-up per intent;
+//! - **reconcile** runs the account's sweep, which keeps its place if it runs out of time.
+//!
+//! A pass reports, per job, what it did and what is left (the backlog), so that metrics show a
+//! stalled account. A whole-engine job prunes parked signals past their time to live and
+//! settles those kept before signals carried their account.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::deliver::{apply_signed_parked, find_intent};
+use super::report::{Job, JobReport, MaintenanceReport, ReconcileReport};
+use super::sink::Sink;
 use super::{Engine, EngineError};
 use crate::error::CoreError;
 use crate::intent::Intent;
 use crate::ledger::ApplyOutcome;
 use crate::lifecycle::{Cause, IntentEvent, IntentStatus, Signal};
-use crate::provider::{BoxFuture, Lookup, Proof, ReconcileSink, Recovery, SweepStats};
-use crate::store::{ListFilter, ParkedEvent};
-use crate::types::{AccountName, IntentId, Provider, Timestamp};
+use crate::provider::{Adapter, Lookup, Proof, Recovery, SweepStats};
+use crate::store::ParkedEvent;
+use crate::types::{AccountName, IntentId, Provider};
 
-/// What one reconciliation pass did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReconcileReport {
-    /// Missed webhooks asked to be sent again.
-    pub replayed: usize,
-    /// Local intents settled from the provider's records.
-    pub settled: usize,
-    /// Provider calls made.
-    pub calls: usize,
-    /// Accounts whose pass failed, with why; the others went on.
-    pub errors: Vec<String>,
-}
-
-/// What one maintenance pass did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MaintenanceReport {
-    /// Intents resumed out of `created` (or expired there).
-    pub recovered: usize,
-    /// Intents settled by the expiry sweep.
-    pub expired: usize,
-    /// Parked signals applied, or claims the provider answered for good.
-    pub parked_settled: usize,
-    /// Parked signals forgotten after their time to live.
-    pub parked_pruned: usize,
-    /// The reconciliation pass.
-    pub reconcile: ReconcileReport,
-    /// Sweeps that failed, with why; the others still ran.
-    pub errors: Vec<String>,
-}
-
-impl MaintenanceReport {
-    /// Whether the pass changed anything.
-    pub fn changed_anything(&self) -> bool {
-        self.recovered + self.expired + self.parked_settled + self.reconcile.settled > 0
-    }
-}
-
-/// The intents still open at the provider, which a sweep must cover.
-const OPEN_AT_PROVIDER: [IntentStatus; 5] = [
-    IntentStatus::Pending,
-    IntentStatus::PayerConfirmed,
-    IntentStatus::Expired,
-    IntentStatus::LateArrival,
-    IntentStatus::Canceled,
-];
-
-/// One account's view of the engine, for its adapter's sweep. Every method keeps to the
-/// account.
-struct Sink<'a> {
-    engine: &'a Engine,
-    provider: Provider,
-    account: AccountName,
-}
-
-impl ReconcileSink for Sink<'_> {
-    fn now(&self) -> Timestamp {
-        self.engine.inner.clock.now()
-    }
-
-    fn oldest_open(&self) -> BoxFuture<'_, Result<Option<Timestamp>, CoreError>> {
-        let filter = ListFilter {
-            statuses: OPEN_AT_PROVIDER.to_vec(),
-            provider: Some(self.provider),
-            account: Some(self.account.clone()),
-            ..Default::default()
-        };
-        Box::pin(core_of(
-            self.engine.blocking(move |l| l.oldest_created(&filter)),
-        ))
-    }
-
-    fn apply(&self, event: IntentEvent) -> BoxFuture<'_, Result<bool, CoreError>> {
-        let (provider, account) = (self.provider, self.account.clone());
-        Box::pin(core_of(self.engine.blocking(move |l| {
-            let Some(key) = event
-                .provider_ref
-                .as_ref()
-                .map(|r| r.lookup_key().to_string())
-            else {
-                return Ok(false);
-            };
-            match l.find_by_provider_ref(provider, &key)? {
-                Some(i) if i.account == account && !i.status.is_final() => Ok(matches!(
-                    l.apply(i.id, event)?,
-                    ApplyOutcome::Applied { .. }
-                )),
-                _ => Ok(false),
-            }
-        })))
-    }
-
-    fn cursor<'b>(&'b self, name: &'b str) -> BoxFuture<'b, Result<Option<String>, CoreError>> {
-        let (provider, account, name) = (self.provider, self.account.clone(), name.to_string());
-        Box::pin(core_of(
-            self.engine
-                .blocking(move |l| l.sweep_cursor(provider, &account, &name)),
-        ))
-    }
-
-    fn set_cursor<'b>(
-        &'b self,
-        name: &'b str,
-        value: String,
-    ) -> BoxFuture<'b, Result<(), CoreError>> {
-        let (provider, account, name) = (self.provider, self.account.clone(), name.to_string());
-        Box::pin(core_of(self.engine.blocking(move |l| {
-            l.set_sweep_cursor(provider, &account, &name, &value)
-        })))
-    }
-}
-
-/// An engine result as the core error a sink answers with.
-async fn core_of<T>(
-    f: impl std::future::Future<Output = Result<T, EngineError>>,
-) -> Result<T, CoreError> {
-    f.await.map_err(|e| match e {
-        EngineError::Core(c) => c,
-        other => CoreError::Internal(other.to_string()),
-    })
-}
+/// What a job's body returns: how much it did, and whether it stopped at its budget.
+type JobResult = Result<(usize, bool), EngineError>;
 
 impl Engine {
-    /// Expires what is past its deadline; returns how many intents it settled. An adapter that
-    /// never announces failures gets its look-up first; if it fails, the intent still expires
-    /// and a re-check is parked for the next passes (a late success still settles it).
-    pub async fn expire_due(&self) -> Result<usize, EngineError> {
-        let batch = self.inner.settings.sweep_batch;
-        let due = self.blocking(move |l| l.due_for_expiry(batch)).await?;
-        let mut settled = 0;
-        for intent in due {
-            let id = intent.id;
-            let mut event = IntentEvent::new(Signal::Expired, Cause::Timer);
-            let mut recheck = false;
-            if let Ok(adapter) = self.adapter(intent.provider, &intent.account)
-                && adapter.looks_up_at_expiry()
-            {
-                match adapter.look_up(&intent, None).await {
-                    Ok(Lookup::Fact(fact)) => event = fact,
-                    Ok(Lookup::Open | Lookup::Mismatch(_)) => {}
-                    Ok(Lookup::Unproven(_)) | Err(_) => recheck = true,
+    /// One pass of every account's jobs, the accounts side by side, and the whole-engine job.
+    /// A failing job does not stop the others; its error is in the report.
+    pub async fn maintain(&self) -> MaintenanceReport {
+        let mut passes = tokio::task::JoinSet::new();
+        for adapter in self.adapters() {
+            let engine = self.clone();
+            passes.spawn(async move { engine.maintain_account(&adapter).await });
+        }
+        let mut report = self.maintain_shared().await;
+        while let Some(pass) = passes.join_next().await {
+            match pass {
+                Ok(r) => report.merge(r),
+                Err(e) => report.errors.push(format!("maintenance task: {e}")),
+            }
+        }
+        report
+    }
+
+    /// One pass of one account's jobs, each within its budget.
+    pub async fn maintain_account(&self, adapter: &Arc<dyn Adapter>) -> MaintenanceReport {
+        let mut report = MaintenanceReport::default();
+        let budget = Duration::from_millis(self.inner.settings.job_budget_ms);
+        for job in Job::ALL {
+            let started = Instant::now();
+            let deadline = started + budget;
+            let result = match job {
+                Job::Recovery => self.recover_account(adapter, deadline).await,
+                Job::Expiry => self.expire_account(adapter, deadline).await,
+                Job::Parked => self.settle_parked_of(adapter, deadline).await,
+                Job::Reconcile => {
+                    let mut stats = SweepStats::default();
+                    let r = self.sweep_account(adapter, &mut stats).await;
+                    report.reconcile.add(&stats);
+                    if let Err(e) = &r {
+                        report.reconcile.errors.push(format!(
+                            "{}/{}: {e}",
+                            adapter.provider(),
+                            adapter.account()
+                        ));
+                    }
+                    r.map(|()| (stats.settled, stats.cut_short))
                 }
+            };
+            let (done, cut_short, error) = match result {
+                Ok((n, cut)) => (n, cut, None),
+                Err(e) => (0, false, Some(e.to_string())),
+            };
+            match job {
+                Job::Recovery => report.recovered += done,
+                Job::Expiry => report.expired += done,
+                Job::Parked => report.parked_settled += done,
+                Job::Reconcile => {}
             }
-            if recheck {
-                self.park_recheck(&intent).await?;
+            if let (Some(e), false) = (&error, job == Job::Reconcile) {
+                report.errors.push(format!(
+                    "{} {}/{}: {e}",
+                    job.as_str(),
+                    adapter.provider(),
+                    adapter.account()
+                ));
             }
-            let outcome = self.blocking(move |l| l.apply(id, event)).await?;
-            if matches!(outcome, ApplyOutcome::Applied { .. }) {
-                settled += 1;
+            report.jobs.push(JobReport {
+                provider: adapter.provider(),
+                account: adapter.account().clone(),
+                job,
+                done,
+                backlog: 0,
+                cut_short,
+                error,
+                elapsed: started.elapsed(),
+            });
+        }
+        self.fill_backlog(adapter, &mut report).await;
+        self.wrote();
+        report
+    }
+
+    /// What each job of `adapter`'s account left waiting.
+    async fn fill_backlog(&self, adapter: &Arc<dyn Adapter>, report: &mut MaintenanceReport) {
+        let (provider, account) = (adapter.provider(), adapter.account().clone());
+        let age = self.inner.settings.recover_after_ms;
+        let backlog = self
+            .blocking(move |l| l.backlog(provider, &account, age))
+            .await;
+        let windows_left = report
+            .reconcile
+            .windows
+            .saturating_sub(report.reconcile.windows_swept);
+        for j in &mut report.jobs {
+            j.backlog = match (j.job, &backlog) {
+                (Job::Recovery, Ok(b)) => b.stuck_in_created,
+                (Job::Expiry, Ok(b)) => b.due_for_expiry,
+                (Job::Parked, Ok(b)) => b.parked,
+                (Job::Reconcile, _) if report.reconcile.cut_short => windows_left,
+                _ => 0,
+            };
+        }
+    }
+
+    /// The whole-engine job: forget parked signals past their time to live, and settle those
+    /// kept before signals carried their account.
+    async fn maintain_shared(&self) -> MaintenanceReport {
+        let mut report = MaintenanceReport::default();
+        let ttl = self.inner.settings.parked_ttl_ms;
+        match self.blocking(move |l| l.prune_parked(ttl)).await {
+            Ok(n) => report.parked_pruned = n,
+            Err(e) => report.errors.push(format!("pruning parked signals: {e}")),
+        }
+        for provider in Provider::ALL {
+            let deadline =
+                Instant::now() + Duration::from_millis(self.inner.settings.job_budget_ms);
+            match self.settle_parked_rows(provider, None, deadline).await {
+                Ok((n, _)) => report.parked_settled += n,
+                Err(e) => report
+                    .errors
+                    .push(format!("parked signals of {provider}: {e}")),
+            }
+        }
+        report
+    }
+
+    /// Every account's expiry job at once; returns how many intents it settled. (One pass of
+    /// [`Engine::maintain`] does this too.)
+    pub async fn expire_due(&self) -> Result<usize, EngineError> {
+        let mut settled = 0;
+        for adapter in self.adapters() {
+            let deadline =
+                Instant::now() + Duration::from_millis(self.inner.settings.job_budget_ms);
+            settled += self.expire_account(&adapter, deadline).await?.0;
+        }
+        Ok(settled)
+    }
+
+    /// Every account's recovery job at once; returns how many intents left `created`.
+    pub async fn recover_created(&self) -> Result<usize, EngineError> {
+        let mut resumed = 0;
+        for adapter in self.adapters() {
+            let deadline =
+                Instant::now() + Duration::from_millis(self.inner.settings.job_budget_ms);
+            resumed += self.recover_account(&adapter, deadline).await?.0;
+        }
+        Ok(resumed)
+    }
+
+    /// Every account's reconciliation sweep, one after the other.
+    pub async fn reconcile(&self) -> ReconcileReport {
+        let mut report = ReconcileReport::default();
+        for adapter in self.adapters() {
+            let mut stats = SweepStats::default();
+            let result = self.sweep_account(&adapter, &mut stats).await;
+            report.add(&stats);
+            if let Err(e) = result {
+                report
+                    .errors
+                    .push(format!("{}/{}: {e}", adapter.provider(), adapter.account()));
             }
         }
         self.wrote();
-        Ok(settled)
+        report
+    }
+
+    async fn sweep_account(
+        &self,
+        adapter: &Arc<dyn Adapter>,
+        stats: &mut SweepStats,
+    ) -> Result<(), EngineError> {
+        let sink = Sink {
+            engine: self,
+            provider: adapter.provider(),
+            account: adapter.account().clone(),
+            deadline: Instant::now()
+                + Duration::from_millis(self.inner.settings.reconcile_budget_ms),
+        };
+        adapter
+            .reconcile(&sink, stats)
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))
+    }
+
+    /// Resumes `adapter`'s intents left in `created`, or settles those it can no longer take.
+    async fn recover_account(&self, adapter: &Arc<dyn Adapter>, deadline: Instant) -> JobResult {
+        let s = &self.inner.settings;
+        let (age, batch) = (s.recover_after_ms, s.sweep_batch);
+        let (provider, account) = (adapter.provider(), adapter.account().clone());
+        let stuck = self
+            .blocking(move |l| l.stuck_in_created(provider, &account, age, batch))
+            .await?;
+        let mut resumed = 0;
+        for intent in stuck {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return Ok((resumed, true));
+            };
+            let id = intent.id;
+            match adapter.recovery(&intent, self.inner.clock.now()) {
+                Recovery::Expire => {
+                    let ev = IntentEvent::new(Signal::Expired, Cause::Timer);
+                    if let ApplyOutcome::Applied { .. } =
+                        self.blocking(move |l| l.apply(id, ev)).await?
+                    {
+                        resumed += 1;
+                    }
+                }
+                // Cut at the budget, a create is safe to repeat: the provider key is the same.
+                Recovery::Create => {
+                    match tokio::time::timeout(left, self.drive_create(adapter, intent)).await {
+                        Ok(Ok(i)) if i.status != IntentStatus::Created => resumed += 1,
+                        Ok(
+                            Ok(_)
+                            | Err(
+                                EngineError::RetryWithSameKey { .. } | EngineError::Provider { .. },
+                            ),
+                        ) => {}
+                        Ok(Err(e)) => return Err(e),
+                        Err(_) => return Ok((resumed, true)),
+                    }
+                }
+            }
+        }
+        self.wrote();
+        Ok((resumed, false))
+    }
+
+    /// Expires `adapter`'s intents past their deadline. Where the adapter looks up at expiry,
+    /// the look-ups run a few at a time, each within what is left of the budget; one that
+    /// fails or runs out still expires its intent, and parks a re-check.
+    async fn expire_account(&self, adapter: &Arc<dyn Adapter>, deadline: Instant) -> JobResult {
+        let batch = self.inner.settings.sweep_batch;
+        let (provider, account) = (adapter.provider(), adapter.account().clone());
+        let due = self
+            .blocking(move |l| l.due_for_expiry(provider, &account, batch))
+            .await?;
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            self.inner.settings.lookup_concurrency.max(1),
+        ));
+        let mut work = tokio::task::JoinSet::new();
+        let mut cut_short = false;
+        for intent in due {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            if Instant::now() >= deadline {
+                cut_short = true;
+                break;
+            }
+            let (engine, adapter) = (self.clone(), adapter.clone());
+            work.spawn(async move {
+                let _permit = permit;
+                engine.expire_one(&adapter, intent, deadline).await
+            });
+        }
+        let mut settled = 0;
+        while let Some(done) = work.join_next().await {
+            match done {
+                Ok(Ok(true)) => settled += 1,
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(e) => return Err(EngineError::Internal(format!("expiry task: {e}"))),
+            }
+        }
+        self.wrote();
+        Ok((settled, cut_short))
+    }
+
+    /// Expires one intent, after the adapter's look-up if it wants one. `Ok(true)` when it
+    /// moved.
+    async fn expire_one(
+        &self,
+        adapter: &Arc<dyn Adapter>,
+        intent: Intent,
+        deadline: Instant,
+    ) -> Result<bool, EngineError> {
+        let id = intent.id;
+        let mut event = IntentEvent::new(Signal::Expired, Cause::Timer);
+        if adapter.looks_up_at_expiry() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, adapter.look_up(&intent, None)).await {
+                Ok(Ok(Lookup::Fact(fact))) => event = fact,
+                Ok(Ok(Lookup::Open | Lookup::Mismatch(_))) => {}
+                Ok(Ok(Lookup::Unproven(_)) | Err(_)) | Err(_) => {
+                    self.park_recheck(&intent).await?;
+                }
+            }
+        }
+        let outcome = self.blocking(move |l| l.apply(id, event)).await?;
+        Ok(matches!(outcome, ApplyOutcome::Applied { .. }))
     }
 
     /// Keeps a re-check of `intent` (our own, not a claim from outside) for maintenance.
@@ -196,52 +344,36 @@ impl Engine {
         Ok(())
     }
 
-    /// Resumes intents left in `created`, or expires those their provider can no longer take.
-    /// Returns how many left `created`.
-    pub async fn recover_created(&self) -> Result<usize, EngineError> {
-        let s = &self.inner.settings;
-        let (age, batch) = (s.recover_after_ms, s.sweep_batch);
-        let stuck = self
-            .blocking(move |l| l.stuck_in_created(age, batch))
-            .await?;
-        let mut resumed = 0;
-        for intent in stuck {
-            let Ok(adapter) = self.adapter(intent.provider, &intent.account).cloned() else {
-                continue;
-            };
-            let id = intent.id;
-            match adapter.recovery(&intent, self.inner.clock.now()) {
-                Recovery::Expire => {
-                    let ev = IntentEvent::new(Signal::Expired, Cause::Timer);
-                    if let ApplyOutcome::Applied { .. } =
-                        self.blocking(move |l| l.apply(id, ev)).await?
-                    {
-                        resumed += 1;
-                    }
-                }
-                Recovery::Create => match self.drive_create(&adapter, intent).await {
-                    Ok(i) if i.status != IntentStatus::Created => resumed += 1,
-                    Ok(_)
-                    | Err(EngineError::RetryWithSameKey { .. } | EngineError::Provider { .. }) => {}
-                    Err(e) => return Err(e),
-                },
-            }
-        }
-        self.wrote();
-        Ok(resumed)
+    /// Applies and confirms `adapter`'s account's parked signals.
+    async fn settle_parked_of(&self, adapter: &Arc<dyn Adapter>, deadline: Instant) -> JobResult {
+        self.settle_parked_rows(
+            adapter.provider(),
+            Some(adapter.account().clone()),
+            deadline,
+        )
+        .await
     }
 
     /// Applies parked signals whose intent is known now, and asks the provider about parked
     /// claims: one look-up per intent per pass, whatever the number of claims naming it. A
     /// signal kept by another account than its intent's is never applied; it ages out.
-    pub async fn settle_parked_signals(&self) -> Result<usize, EngineError> {
+    /// `account` `None` walks the rows kept before signals carried their account.
+    async fn settle_parked_rows(
+        &self,
+        provider: Provider,
+        account: Option<AccountName>,
+        deadline: Instant,
+    ) -> JobResult {
         let batch = self.inner.settings.sweep_batch.max(1);
-        // Which intents have something parked: the whole table, a page at a time (it is
-        // bounded by the per-account cap), grouped so that each intent is handled once.
+        // Which intents have something parked: every row of the account, a page at a time
+        // (bounded by the per-account cap), grouped so that each intent is handled once.
         let mut after = 0;
         let mut intents: BTreeMap<IntentId, Intent> = BTreeMap::new();
         loop {
-            let rows = self.blocking(move |l| l.parked_after(after, batch)).await?;
+            let acc = account.clone();
+            let rows = self
+                .blocking(move |l| l.parked_after(provider, acc.as_ref(), after, batch))
+                .await?;
             let Some(last) = rows.last() else {
                 break;
             };
@@ -258,8 +390,6 @@ impl Engine {
                             },
                             None => find_intent(l, row.provider, &row.lookup_key, None)?,
                         };
-                        // A signal kept by another account than its intent's is never
-                        // applied; it ages out.
                         if let Some(i) = intent
                             && row.account.as_ref().is_none_or(|a| *a == i.account)
                         {
@@ -275,6 +405,9 @@ impl Engine {
         }
         let mut settled = 0;
         for intent in intents.into_values() {
+            if Instant::now() >= deadline {
+                return Ok((settled, true));
+            }
             let Ok(adapter) = self.adapter(intent.provider, &intent.account).cloned() else {
                 continue;
             };
@@ -289,77 +422,52 @@ impl Engine {
             }
         }
         self.wrote();
-        Ok(settled)
+        Ok((settled, false))
     }
 
-    /// Reconciliation: each account's sweep, as its adapter defines it, calls spaced per
-    /// account. A failing account does not stop the others; its error is in the report.
-    pub async fn reconcile(&self) -> ReconcileReport {
-        let mut report = ReconcileReport::default();
-        for adapter in self.adapters() {
-            let sink = Sink {
-                engine: self,
-                provider: adapter.provider(),
-                account: adapter.account().clone(),
-            };
-            let mut stats = SweepStats::default();
-            let result = adapter.reconcile(&sink, &mut stats).await;
-            report.replayed += stats.replayed;
-            report.settled += stats.settled;
-            report.calls += stats.calls;
-            if let Err(e) = result {
-                report
-                    .errors
-                    .push(format!("{}/{}: {e}", adapter.provider(), adapter.account()));
-            }
-        }
-        self.wrote();
-        report
-    }
-
-    /// One maintenance pass: recovery, expiry, parked signals, reconciliation. A failing
-    /// sweep does not stop the others; its error is in the report.
-    pub async fn maintain(&self) -> MaintenanceReport {
-        let mut report = MaintenanceReport::default();
-        match self.recover_created().await {
-            Ok(n) => report.recovered = n,
-            Err(e) => report.errors.push(format!("recovery: {e}")),
-        }
-        match self.expire_due().await {
-            Ok(n) => report.expired = n,
-            Err(e) => report.errors.push(format!("expiry: {e}")),
-        }
-        match self.settle_parked_signals().await {
-            Ok(n) => report.parked_settled = n,
-            Err(e) => report.errors.push(format!("parked signals: {e}")),
-        }
-        let ttl = self.inner.settings.parked_ttl_ms;
-        match self.blocking(move |l| l.prune_parked(ttl)).await {
-            Ok(n) => report.parked_pruned = n,
-            Err(e) => report.errors.push(format!("pruning parked signals: {e}")),
-        }
-        report.reconcile = self.reconcile().await;
-        report
-    }
-
-    /// Runs [`Engine::maintain`] at once (crash recovery on start) and then every `every`,
-    /// giving each report to `on_report`, until `stop` completes. A pass in progress finishes
-    /// first, so nothing is left half-applied.
+    /// Runs maintenance until `stop` completes: one task per account, each running its pass
+    /// at once (crash recovery on start) and then every `every`, and one whole-engine task.
+    /// Each pass's report goes to `on_report`. A pass in progress finishes first, so nothing
+    /// is left half-applied.
     pub async fn run_maintenance(
         &self,
-        every: std::time::Duration,
+        every: Duration,
         stop: impl std::future::Future<Output = ()>,
-        on_report: impl Fn(MaintenanceReport),
+        on_report: impl Fn(MaintenanceReport) + Send + Sync + 'static,
     ) {
-        tokio::pin!(stop);
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                () = &mut stop => return,
-                _ = ticks.tick() => on_report(self.maintain().await),
-            }
+        let on_report = Arc::new(on_report);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut loops: Vec<Option<Arc<dyn Adapter>>> =
+            self.adapters().into_iter().map(Some).collect();
+        loops.push(None);
+        for adapter in loops {
+            let (engine, on_report, mut stop) = (self.clone(), on_report.clone(), stop_rx.clone());
+            tasks.spawn(async move {
+                let mut ticks = tokio::time::interval(every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = stopped(&mut stop) => return,
+                        _ = ticks.tick() => {
+                            let report = match &adapter {
+                                Some(a) => engine.maintain_account(a).await,
+                                None => engine.maintain_shared().await,
+                            };
+                            on_report(report);
+                        }
+                    }
+                }
+            });
         }
+        stop.await;
+        let _ = stop_tx.send(true);
+        while tasks.join_next().await.is_some() {}
     }
+}
+
+/// Resolves once `rx` turns true (the guard `wait_for` returns is not `Send`: dropped here).
+async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
 }

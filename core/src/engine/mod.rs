@@ -15,15 +15,18 @@
 //!
 //! Store calls are blocking; they run on tokio's blocking pool.
 
+mod claims;
 mod create;
 mod deliver;
 mod feed;
 mod maintain;
+mod report;
+mod sink;
 
 use std::sync::Arc;
 
 pub use self::feed::EventFeed;
-pub use self::maintain::{MaintenanceReport, ReconcileReport};
+pub use self::report::{Job, JobReport, MaintenanceReport, ReconcileReport};
 use crate::clock::Clock;
 use crate::error::CoreError;
 use crate::ledger::Ledger;
@@ -40,16 +43,30 @@ pub struct EngineSettings {
     pub recover_after_ms: i64,
     /// How many intents (or parked signals) one sweep handles.
     pub sweep_batch: usize,
-    /// The least time between two reconciliation calls to one provider account.
+    /// The least time between two reconciliation calls to one provider account (Pientegra
+    /// allows 60 requests a minute per key).
     pub reconcile_call_interval_ms: u64,
     /// How far back a reconciliation sweep looks, at most.
     pub reconcile_max_window_ms: i64,
+    /// How old an open intent must be before a sweep asks about it: younger ones' webhooks
+    /// are not late yet.
+    pub reconcile_min_age_ms: i64,
+    /// The most open intents one sweep derives its windows from (oldest first).
+    pub reconcile_open_limit: usize,
+    /// How long one account's sweep may take in one pass; a sweep cut short goes on from
+    /// where it stopped in the next.
+    pub reconcile_budget_ms: u64,
     /// The most signals one account may keep parked (a webhook that beat its create response,
     /// a claim awaiting confirmation). Past it, deliveries that would be parked are answered
     /// `503`, so a provider sends them again and a flood costs bounded disk.
     pub parked_cap_per_account: usize,
     /// How long a parked signal is kept before maintenance forgets it.
     pub parked_ttl_ms: i64,
+    /// How long each maintenance job of one account may take in one pass (a job cut short
+    /// goes on in the next pass).
+    pub job_budget_ms: u64,
+    /// How many provider look-ups one account's expiry job runs at once.
+    pub lookup_concurrency: usize,
 }
 
 impl Default for EngineSettings {
@@ -57,10 +74,15 @@ impl Default for EngineSettings {
         EngineSettings {
             recover_after_ms: 30_000,
             sweep_batch: 200,
-            reconcile_call_interval_ms: 200,
-            reconcile_max_window_ms: 7 * 24 * 60 * 60 * 1_000,
+            reconcile_call_interval_ms: 1_000,
+            reconcile_max_window_ms: crate::lifecycle::RECONCILE_HORIZON_MS,
+            reconcile_min_age_ms: 5 * 60_000,
+            reconcile_open_limit: 10_000,
+            reconcile_budget_ms: 60_000,
             parked_cap_per_account: 1_000,
             parked_ttl_ms: 24 * 60 * 60 * 1_000,
+            job_budget_ms: 30_000,
+            lookup_concurrency: 4,
         }
     }
 }
@@ -162,7 +184,7 @@ struct Inner {
     /// Bumped after every write this process makes, so that event streams wake at once.
     changed: tokio::sync::watch::Sender<()>,
     /// When each intent's provider was last asked to confirm a claim (see
-    /// `deliver::CLAIM_LOOKUP_GAP`).
+    /// `claims::CLAIM_LOOKUP_GAP`).
     claim_lookups: std::sync::Mutex<std::collections::HashMap<IntentId, std::time::Instant>>,
 }
 

@@ -233,9 +233,14 @@ pub trait ReconcileSink: Send + Sync {
     /// Now, on the engine's clock.
     fn now(&self) -> Timestamp;
 
-    /// When the oldest of this account's intents that the provider has not settled was
-    /// created, if there is one.
-    fn oldest_open(&self) -> BoxFuture<'_, Result<Option<Timestamp>, CoreError>>;
+    /// When this account's intents that the provider has not answered for good were created,
+    /// oldest first (those too young for a webhook to be late are left out). A sweep derives
+    /// its windows from these, so that it costs the open work, not the history.
+    fn open_created(&self) -> BoxFuture<'_, Result<Vec<Timestamp>, CoreError>>;
+
+    /// Whether this pass has used its time: a sweep that sees `true` stops at the next call,
+    /// keeping its place in a cursor, and the next pass goes on from there.
+    fn out_of_time(&self) -> bool;
 
     /// Applies the provider's record of one of this account's intents (found by the event's
     /// provider reference). `Ok(true)` when it moved an intent. An event naming no intent of
@@ -262,6 +267,12 @@ pub struct SweepStats {
     pub settled: usize,
     /// Provider calls made.
     pub calls: usize,
+    /// Time windows holding open intents.
+    pub windows: usize,
+    /// Windows swept in this pass.
+    pub windows_swept: usize,
+    /// Whether the pass ran out of time before the last window (the next goes on).
+    pub cut_short: bool,
 }
 
 /// Why a sweep stopped early.
@@ -288,7 +299,7 @@ pub struct SweepSettings {
 impl Default for SweepSettings {
     fn default() -> Self {
         SweepSettings {
-            call_interval: Duration::from_millis(200),
+            call_interval: Duration::from_millis(1_000),
             max_window_ms: 7 * 24 * 60 * 60 * 1_000,
         }
     }

@@ -87,6 +87,17 @@ impl ParkedEvent {
     }
 }
 
+/// Maintenance work one account has waiting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Intents past their deadline, not expired yet.
+    pub due_for_expiry: usize,
+    /// Intents left in `created` long enough for recovery.
+    pub stuck_in_created: usize,
+    /// Signals parked for the account.
+    pub parked: usize,
+}
+
 /// What parking did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParkOutcome {
@@ -220,19 +231,46 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Intent>, StoreError>;
 
-    /// The creation time of the oldest intent matching `filter`.
-    fn oldest_created(&self, filter: &ListFilter) -> Result<Option<Timestamp>, StoreError>;
+    /// The creation times, oldest first, of up to `limit` intents of one account that a
+    /// reconciliation sweep must still cover at `now` (their `reconcile_until` is later),
+    /// created before `created_before`. Must cost in proportion to the intents returned.
+    fn reconcile_open(
+        &self,
+        provider: Provider,
+        account: &AccountName,
+        now: Timestamp,
+        created_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Timestamp>, StoreError>;
 
-    /// Up to `limit` intents in `created` or `pending` whose `expires_at` has passed, soonest
-    /// first. Must cost in proportion to the intents returned, not to the table.
-    fn due_for_expiry(&self, now: Timestamp, limit: usize) -> Result<Vec<Intent>, StoreError>;
+    /// Up to `limit` intents of one account in `created` or `pending` whose `expires_at` has
+    /// passed, soonest first. Must cost in proportion to the intents returned, not to the table.
+    fn due_for_expiry(
+        &self,
+        provider: Provider,
+        account: &AccountName,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Intent>, StoreError>;
 
-    /// Up to `limit` intents still `created` and unchanged since `updated_before`.
+    /// Up to `limit` intents of one account still `created` and unchanged since
+    /// `updated_before`.
     fn stuck_in_created(
         &self,
+        provider: Provider,
+        account: &AccountName,
         updated_before: Timestamp,
         limit: usize,
     ) -> Result<Vec<Intent>, StoreError>;
+
+    /// How much maintenance work one account has waiting (for metrics).
+    fn backlog(
+        &self,
+        provider: Provider,
+        account: &AccountName,
+        now: Timestamp,
+        updated_before: Timestamp,
+    ) -> Result<Backlog, StoreError>;
 
     /// Replaces a snapshot without a transition (same status), under the version check. For
     /// facts that are not lifecycle steps, such as the last transient error. Returns whether
@@ -254,9 +292,16 @@ pub trait Store: Send + Sync + 'static {
         intent: IntentId,
     ) -> Result<Vec<ParkedEvent>, StoreError>;
 
-    /// Up to `limit` parked events with a row id above `after`, in row order (maintenance
+    /// Up to `limit` parked events of one provider and account (`None`: those kept before
+    /// events carried their account) with a row id above `after`, in row order (maintenance
     /// walks them all, a page at a time).
-    fn parked_after(&self, after: i64, limit: usize) -> Result<Vec<ParkedEvent>, StoreError>;
+    fn parked_after(
+        &self,
+        provider: Provider,
+        account: Option<&AccountName>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<ParkedEvent>, StoreError>;
 
     /// Forgets a kept event once it has been applied or settled.
     fn drop_parked(&self, id: i64) -> Result<(), StoreError>;

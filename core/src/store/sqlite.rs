@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, params};
 
 use super::{
-    Commit, CommitOutcome, InsertOutcome, ListCursor, ListFilter, NewIntent, ParkOutcome,
+    Backlog, Commit, CommitOutcome, InsertOutcome, ListCursor, ListFilter, NewIntent, ParkOutcome,
     ParkedEvent, Store,
 };
 use crate::error::StoreError;
@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("sqlite/0001_init.sql")),
     (2, include_str!("sqlite/0002_engine.sql")),
     (3, include_str!("sqlite/0003_trust.sql")),
+    (4, include_str!("sqlite/0004_reconcile.sql")),
 ];
 
 /// Tuning for [`SqliteStore`].
@@ -358,7 +359,8 @@ fn apply_commit(tx: &Connection, c: &OwnedCommit) -> Result<CommitOutcome, Store
             let changed = tx
                 .prepare_cached(
                     "UPDATE intents SET status = ?1, provider_ref = ?2, expires_at = ?3,
-                                        updated_at = ?4, version = ?5, body = ?6
+                                        updated_at = ?4, version = ?5, body = ?6,
+                                        reconcile_until = ?9
                      WHERE id = ?7 AND version = ?8",
                 )?
                 .execute(params![
@@ -370,6 +372,7 @@ fn apply_commit(tx: &Connection, c: &OwnedCommit) -> Result<CommitOutcome, Store
                     encode(intent)?,
                     id,
                     to_i64(c.expected_version)?,
+                    intent.reconcile_until.map(Timestamp::unix_millis),
                 ])?;
             if changed == 0 {
                 return Ok(CommitOutcome::VersionConflict);
@@ -744,8 +747,9 @@ impl Store for SqliteStore {
         let i = new.intent;
         tx.prepare_cached(
             "INSERT INTO intents (id, idempotency_key, fingerprint, provider, account, kind, status,
-                                  provider_ref, expires_at, created_at, updated_at, version, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                  provider_ref, expires_at, created_at, updated_at, version, body,
+                                  reconcile_until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )?
         .execute(params![
             i.id.to_string(),
@@ -761,6 +765,7 @@ impl Store for SqliteStore {
             i.updated_at.unix_millis(),
             to_i64(i.version)?,
             encode(i)?,
+            i.reconcile_until.map(Timestamp::unix_millis),
         ])?;
         insert_history(&tx, i.id, new.transition)?;
         let seq = insert_event(&tx, new.event)?.ok_or_else(|| {
@@ -934,29 +939,60 @@ impl Store for SqliteStore {
         query_intents(&conn, &sql, &refs)
     }
 
-    fn oldest_created(&self, filter: &ListFilter) -> Result<Option<Timestamp>, StoreError> {
-        let (sql, args) = filtered("SELECT MIN(created_at) FROM intents", filter);
+    fn reconcile_open(
+        &self,
+        provider: Provider,
+        account: &AccountName,
+        now: Timestamp,
+        created_before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Timestamp>, StoreError> {
         let conn = self.reader();
-        let refs: Vec<&dyn rusqlite::ToSql> = args.iter().map(|a| a.as_ref()).collect();
-        let min: Option<i64> = conn
-            .prepare_cached(&sql)?
-            .query_row(refs.as_slice(), |r| r.get(0))?;
-        Ok(min.map(Timestamp::from_unix_millis))
+        let mut stmt = conn.prepare_cached(
+            "SELECT created_at FROM intents
+             WHERE provider = ?1 AND account = ?2 AND reconcile_until > ?3 AND created_at < ?4
+             ORDER BY created_at LIMIT ?5",
+        )?;
+        let rows = stmt.query_map(
+            params![
+                provider.as_str(),
+                account.as_str(),
+                now.unix_millis(),
+                created_before.unix_millis(),
+                limit_param(limit)
+            ],
+            |r| r.get::<_, i64>(0),
+        )?;
+        rows.map(|r| Ok(Timestamp::from_unix_millis(r?))).collect()
     }
 
-    fn due_for_expiry(&self, now: Timestamp, limit: usize) -> Result<Vec<Intent>, StoreError> {
+    fn due_for_expiry(
+        &self,
+        provider: Provider,
+        account: &AccountName,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Intent>, StoreError> {
         let conn = self.reader();
         query_intents(
             &conn,
             "SELECT body FROM intents
-             WHERE status IN ('created', 'pending') AND expires_at <= ?1
-             ORDER BY expires_at LIMIT ?2",
-            &[&now.unix_millis(), &limit_param(limit)],
+             WHERE provider = ?1 AND account = ?2 AND status IN ('created', 'pending')
+               AND expires_at <= ?3
+             ORDER BY expires_at LIMIT ?4",
+            &[
+                &provider.as_str(),
+                &account.as_str(),
+                &now.unix_millis(),
+                &limit_param(limit),
+            ],
         )
     }
 
     fn stuck_in_created(
         &self,
+        provider: Provider,
+        account: &AccountName,
         updated_before: Timestamp,
         limit: usize,
     ) -> Result<Vec<Intent>, StoreError> {
@@ -964,10 +1000,46 @@ impl Store for SqliteStore {
         query_intents(
             &conn,
             "SELECT body FROM intents
-             WHERE status = 'created' AND updated_at <= ?1
-             ORDER BY updated_at LIMIT ?2",
-            &[&updated_before.unix_millis(), &limit_param(limit)],
+             WHERE provider = ?1 AND account = ?2 AND status = 'created' AND updated_at <= ?3
+             ORDER BY updated_at LIMIT ?4",
+            &[
+                &provider.as_str(),
+                &account.as_str(),
+                &updated_before.unix_millis(),
+                &limit_param(limit),
+            ],
         )
+    }
+
+    fn backlog(
+        &self,
+        provider: Provider,
+        account: &AccountName,
+        now: Timestamp,
+        updated_before: Timestamp,
+    ) -> Result<Backlog, StoreError> {
+        let conn = self.reader();
+        let count = |sql: &str, args: &[&dyn rusqlite::ToSql]| -> Result<usize, StoreError> {
+            let n: i64 = conn.prepare_cached(sql)?.query_row(args, |r| r.get(0))?;
+            Ok(usize::try_from(n).unwrap_or(0))
+        };
+        let (p, a) = (provider.as_str(), account.as_str());
+        Ok(Backlog {
+            due_for_expiry: count(
+                "SELECT COUNT(*) FROM intents WHERE provider = ?1 AND account = ?2
+                   AND status IN ('created', 'pending') AND expires_at <= ?3",
+                &[&p, &a, &now.unix_millis()],
+            )?,
+            stuck_in_created: count(
+                "SELECT COUNT(*) FROM intents WHERE provider = ?1 AND account = ?2
+                   AND status = 'created' AND updated_at <= ?3",
+                &[&p, &a, &updated_before.unix_millis()],
+            )?,
+            parked: count(
+                "SELECT COUNT(*) FROM parked_events WHERE provider = ?1 AND account = ?2",
+                &[&p, &a],
+            )?,
+        })
     }
 
     fn update_snapshot(&self, intent: &Intent, expected_version: u64) -> Result<bool, StoreError> {
@@ -1030,12 +1102,28 @@ impl Store for SqliteStore {
         )
     }
 
-    fn parked_after(&self, after: i64, limit: usize) -> Result<Vec<ParkedEvent>, StoreError> {
+    fn parked_after(
+        &self,
+        provider: Provider,
+        account: Option<&AccountName>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<ParkedEvent>, StoreError> {
         let conn = self.reader();
         let sql = format!(
-            "SELECT {PARKED_COLUMNS} FROM parked_events WHERE id > ?1 ORDER BY id LIMIT ?2"
+            "SELECT {PARKED_COLUMNS} FROM parked_events
+             WHERE provider = ?1 AND account IS ?2 AND id > ?3 ORDER BY id LIMIT ?4"
         );
-        query_parked(&conn, &sql, &[&after, &limit_param(limit)])
+        query_parked(
+            &conn,
+            &sql,
+            &[
+                &provider.as_str(),
+                &account.map(AccountName::as_str),
+                &after,
+                &limit_param(limit),
+            ],
+        )
     }
 
     fn drop_parked(&self, id: i64) -> Result<(), StoreError> {

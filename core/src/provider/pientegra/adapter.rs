@@ -3,7 +3,8 @@
 //! What Pientegra proves: a webhook whose `Pientegra-Signature` verifies with this account's
 //! secret, and what this account's own API answers (the create response, the single read, the
 //! list). Both are facts and apply as they are. The sweep replays missed webhooks (they come
-//! back signed, through the receiver) and reads the settled intents over one time window.
+//! back signed, through the receiver), then lists settled intents only over the time windows
+//! that hold intents still open here: its cost follows the open work, not the history.
 
 use super::client::{DeliveryStatus, EventsQuery, IntentsQuery, PientegraClient};
 use super::{SIGNATURE_HEADER, Status, create_body, parse_webhook};
@@ -21,8 +22,12 @@ use crate::types::{AccountName, Provider, Timestamp};
 const REPLAYED_UNTIL: &str = "pientegra.events.replayed_until";
 /// How far back the first replay looks, when no cursor is stored.
 const FIRST_REPLAY_LOOKBACK_MS: i64 = 24 * 60 * 60 * 1_000;
+/// Where an intents sweep cut short by its time budget stopped.
+const SWEEP_RESUME: &str = "pientegra.intents.resume";
 /// Margin for the two clocks, on every window.
 const CLOCK_MARGIN_MS: i64 = 60_000;
+/// Open intents created closer together than this share one window.
+const WINDOW_MERGE_GAP_MS: i64 = 10 * 60_000;
 /// Items per list page (Pientegra's maximum).
 const PAGE: u8 = 100;
 
@@ -92,46 +97,125 @@ impl PientegraAdapter {
         Ok(())
     }
 
-    /// Reads the provider's settled intents over one window, from the oldest intent still open
-    /// here, and applies what differs.
-    async fn settle_window(
+    /// Reads the provider's settled intents over the windows that hold intents still open
+    /// here, and applies what differs. A pass that runs out of time keeps its place (window
+    /// and page) in the store; the next pass goes on from there, and after the last window
+    /// starts again at the first.
+    async fn settle_windows(
         &self,
         sink: &dyn ReconcileSink,
         stats: &mut SweepStats,
         earliest: Timestamp,
     ) -> Result<(), SweepError> {
-        let Some(oldest) = sink.oldest_open().await? else {
+        let open = sink.open_created().await?;
+        let windows = windows(&open, earliest);
+        stats.windows = windows.len();
+        if windows.is_empty() {
             return Ok(());
-        };
-        let mut cursor = None;
-        loop {
-            let q = IntentsQuery {
-                created_from: Some(oldest.plus_millis(-CLOCK_MARGIN_MS).max(earliest)),
-                statuses: vec![
-                    Status::PendingReview,
-                    Status::Approved,
-                    Status::Rejected,
-                    Status::AutoCancelled,
-                    Status::LateArrival,
-                ],
-                cursor: cursor.take(),
-                limit: Some(PAGE),
-                ..Default::default()
-            };
-            let page = self.paced(stats, self.client.list_intents(&q)).await?;
-            for item in page.data {
-                if let Some(event) = item.event()?
-                    && sink.apply(event).await?
-                {
-                    stats.settled += 1;
+        }
+        let resume = sink
+            .cursor(SWEEP_RESUME)
+            .await?
+            .and_then(|c| Resume::parse(&c));
+        // Go on from the window the last pass stopped in (or the first after it).
+        let start = resume
+            .as_ref()
+            .and_then(|r| windows.iter().position(|w| w.1 > r.from))
+            .unwrap_or(0);
+        for (i, &(from, to)) in windows.iter().enumerate().skip(start) {
+            let mut cursor = resume
+                .as_ref()
+                .filter(|r| i == start && r.from == from)
+                .and_then(|r| r.page.clone());
+            loop {
+                if sink.out_of_time() {
+                    stats.cut_short = true;
+                    let here = Resume { from, page: cursor };
+                    sink.set_cursor(SWEEP_RESUME, here.to_string()).await?;
+                    return Ok(());
+                }
+                let q = IntentsQuery {
+                    created_from: Some(from),
+                    created_to: Some(to),
+                    statuses: vec![
+                        Status::PendingReview,
+                        Status::Approved,
+                        Status::Rejected,
+                        Status::AutoCancelled,
+                        Status::LateArrival,
+                    ],
+                    cursor: cursor.take(),
+                    limit: Some(PAGE),
+                };
+                let page = self.paced(stats, self.client.list_intents(&q)).await?;
+                for item in page.data {
+                    if let Some(event) = item.event()?
+                        && sink.apply(event).await?
+                    {
+                        stats.settled += 1;
+                    }
+                }
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
                 }
             }
-            match page.next_cursor {
-                Some(c) => cursor = Some(c),
-                None => break,
-            }
+            stats.windows_swept += 1;
         }
+        // A full cycle: the next pass starts again at the first window.
+        sink.set_cursor(SWEEP_RESUME, String::new()).await?;
         Ok(())
+    }
+}
+
+/// The windows a sweep lists: each open intent's creation time, widened by the clock margin,
+/// merged with its neighbours when they are less than [`WINDOW_MERGE_GAP_MS`] apart (one call
+/// for both costs less than two), and never before `earliest`.
+fn windows(open: &[Timestamp], earliest: Timestamp) -> Vec<(Timestamp, Timestamp)> {
+    let mut out: Vec<(Timestamp, Timestamp)> = Vec::new();
+    for &t in open {
+        let (from, to) = (
+            t.plus_millis(-CLOCK_MARGIN_MS).max(earliest),
+            t.plus_millis(CLOCK_MARGIN_MS),
+        );
+        if to <= earliest {
+            continue;
+        }
+        match out.last_mut() {
+            Some(last) if from <= last.1.plus_millis(WINDOW_MERGE_GAP_MS) => {
+                last.1 = last.1.max(to)
+            }
+            _ => out.push((from, to)),
+        }
+    }
+    out
+}
+
+/// Where a sweep cut short stopped: the window's start, and the page cursor inside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Resume {
+    from: Timestamp,
+    page: Option<String>,
+}
+
+impl Resume {
+    fn parse(s: &str) -> Option<Self> {
+        let (from, page) = s.split_once(' ').unwrap_or((s, ""));
+        Some(Resume {
+            from: Timestamp::from_unix_millis(from.parse().ok()?),
+            page: (!page.is_empty()).then(|| page.to_string()),
+        })
+    }
+}
+
+impl std::fmt::Display for Resume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}",
+            self.from.unix_millis(),
+            self.page.as_deref().unwrap_or("")
+        )
     }
 }
 
@@ -232,7 +316,7 @@ impl Adapter for PientegraAdapter {
         Box::pin(async move {
             let earliest = sink.now().plus_millis(-self.sweep.max_window_ms);
             self.replay_missed(sink, stats, earliest).await?;
-            self.settle_window(sink, stats, earliest).await
+            self.settle_windows(sink, stats, earliest).await
         })
     }
 }
@@ -243,5 +327,45 @@ fn refused(code: &str, message: &str) -> ProviderError {
         code: code.to_string(),
         message: message.to_string(),
         retry_after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(min: i64) -> Timestamp {
+        Timestamp::from_unix_millis(1_795_000_000_000 + min * 60_000)
+    }
+
+    #[test]
+    fn windows_follow_the_open_intents_and_merge_when_close() {
+        let open = [t(0), t(5), t(30), t(31), t(200)];
+        let w = windows(&open, t(-10_000));
+        assert_eq!(
+            w,
+            [(t(-1), t(6)), (t(29), t(32)), (t(199), t(201))],
+            "one window per cluster of open intents, one minute of margin each side"
+        );
+        assert_eq!(windows(&[], t(0)), []);
+        // Nothing before the earliest time a sweep looks at.
+        assert_eq!(windows(&open, t(100)), [(t(199), t(201))]);
+    }
+
+    #[test]
+    fn a_resume_cursor_round_trips() {
+        for r in [
+            Resume {
+                from: t(3),
+                page: Some("opaque==".into()),
+            },
+            Resume {
+                from: t(3),
+                page: None,
+            },
+        ] {
+            assert_eq!(Resume::parse(&r.to_string()), Some(r));
+        }
+        assert_eq!(Resume::parse(""), None);
     }
 }
