@@ -45,7 +45,7 @@ pub mod types;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{
     Engine, EngineError, EngineSettings, EventFeed, Job, JobReport, MaintenanceReport,
-    ReconcileReport, WebhookAnswer, WebhookOutcome,
+    PROVIDER_WINDOW_PASSED, ReconcileReport, WebhookAnswer, WebhookOutcome,
 };
 pub use error::{CoreError, StoreError};
 pub use intent::{

@@ -144,6 +144,12 @@ async fn a_deposit_flows_through_every_rpc_with_the_webhook_over_http() {
         .into_inner();
     assert_eq!(created.status, v1::IntentStatus::Pending as i32);
     assert_eq!(created.amount_minor, 150_000);
+    // The Idempotency-Key Pientegra got is on the intent, for support.
+    assert!(
+        uuid_like(&created.provider_key),
+        "{:?}",
+        created.provider_key
+    );
     assert!(matches!(
         created.handoff.as_ref().and_then(|h| h.handoff.as_ref()),
         Some(v1::payer_handoff::Handoff::HostedPage(p)) if p.url.contains("/d/")
@@ -581,6 +587,11 @@ async fn the_handle_webhook_rpc_verifies_what_the_host_passes_on() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 413);
+}
+
+/// A hyphenated UUID's shape.
+fn uuid_like(s: &str) -> bool {
+    s.len() == 36 && s.chars().filter(|c| *c == '-').count() == 4
 }
 
 /// The same header with its last hex digit changed: well-formed, but wrong.

@@ -191,6 +191,7 @@ pub fn intent(i: &Intent) -> v1::Intent {
         created_at: Some(timestamp(i.created_at)),
         updated_at: Some(timestamp(i.updated_at)),
         version: i.version,
+        provider_key: i.provider_key.clone(),
     }
 }
 

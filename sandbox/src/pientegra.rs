@@ -94,6 +94,9 @@ pub enum Status {
 #[derive(Clone, Debug)]
 struct SimIntent {
     id: String,
+    /// The `Idempotency-Key` it was created under (ours: listed, so that a partner past the
+    /// 24-hour idempotency window can still find an intent its lost create made).
+    idempotency_key: String,
     reference_no: String,
     external_user_id: String,
     requested_amount: i64,
@@ -111,6 +114,7 @@ impl SimIntent {
     fn item(&self) -> Value {
         json!({
             "intentId": self.id,
+            "idempotencyKey": self.idempotency_key,
             "referenceNo": self.reference_no,
             "status": self.status,
             "requestedAmount": self.requested_amount.to_string(),
@@ -638,6 +642,7 @@ async fn create(State(sim): Shared, headers: HeaderMap, body: Bytes) -> Response
         let expires_at = now.plus_millis(inner.config.ttl_ms);
         let intent = SimIntent {
             id: id.clone(),
+            idempotency_key: key.clone(),
             reference_no: format!("D-2026-{:07}", inner.counter),
             external_user_id: user,
             requested_amount: amount,
@@ -1154,6 +1159,36 @@ async fn send_now(State(sim): Shared, axum::Json(req): axum::Json<SendNow>) -> R
 }
 
 impl Simulator {
+    /// Adds `count` deposits already approved, created evenly over `[from, to)`, with no
+    /// events: the history of a busy account, for reconciliation-cost tests and benchmarks.
+    pub fn seed_approved(&self, count: usize, from: Timestamp, to: Timestamp) {
+        let mut inner = self.lock();
+        let span = to.unix_millis().saturating_sub(from.unix_millis()).max(1);
+        let step = (span / i64::try_from(count.max(1)).unwrap_or(i64::MAX)).max(1);
+        for n in 0..count {
+            inner.counter += 1;
+            let created_at = from.plus_millis(step.saturating_mul(i64::try_from(n).unwrap_or(0)));
+            let id = uuid::Uuid::now_v7().to_string();
+            let intent = SimIntent {
+                id: id.clone(),
+                idempotency_key: format!("seed-{}", inner.counter),
+                reference_no: format!("D-2026-{:07}", inner.counter),
+                external_user_id: format!("seed-user-{n}"),
+                requested_amount: 100_000,
+                amount: 100_000,
+                status: Status::Approved,
+                created_at,
+                expires_at: created_at.plus_millis(inner.config.ttl_ms),
+                token_used: true,
+                approved_at: Some(created_at.plus_millis(60_000)),
+                rejected_at: None,
+                rejected_reason: None,
+            };
+            inner.intents.insert(id.clone(), intent);
+            inner.order.push(id);
+        }
+    }
+
     /// The events recorded for one intent, oldest first: `(event id, event type)`.
     pub fn events_for(&self, intent_id: &str) -> Vec<(String, &'static str)> {
         self.lock()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::*;
 use intentkit_core::provider::Secret;
-use intentkit_core::provider::config::ProvidersConfig;
+use intentkit_core::provider::config::{PientegraAccount, ProvidersConfig};
 use intentkit_core::provider::pientegra::signature_header;
 use intentkit_core::{
     AccountName, AccountVerificationRequest, Currency, DepositRequest, Engine, EngineSettings,
@@ -32,10 +32,13 @@ struct World {
 const OTHER_SECRET: &str = "whsec_b3RoZXItYWNjb3VudA";
 
 async fn world(pientegra_retries: u32) -> World {
-    world_with(pientegra_retries, |_| {}).await
+    world_with(pientegra_retries, |_, _| {}).await
 }
 
-async fn world_with(pientegra_retries: u32, tune: impl FnOnce(&mut EngineSettings)) -> World {
+async fn world_with(
+    pientegra_retries: u32,
+    tune: impl FnOnce(&mut EngineSettings, &mut PientegraAccount),
+) -> World {
     let clock = clock();
     let p = pientegra::Simulator::start(Default::default(), Arc::new(clock.clone()), loopback())
         .await
@@ -46,6 +49,12 @@ async fn world_with(pientegra_retries: u32, tune: impl FnOnce(&mut EngineSetting
     let mut providers = ProvidersConfig::default();
     let mut pacc = pientegra_account(p.base_url(), None);
     pacc.http.max_retries = pientegra_retries;
+    let mut settings = EngineSettings {
+        // The simulator has no rate limit; tests need not wait a second between sweep calls.
+        reconcile_call_interval_ms: 5,
+        ..EngineSettings::default()
+    };
+    tune(&mut settings, &mut pacc);
     let mut other = pacc.clone();
     other.name = AccountName::new("tr-other").unwrap();
     other.webhook.current = Secret::new(OTHER_SECRET);
@@ -56,12 +65,6 @@ async fn world_with(pientegra_retries: u32, tune: impl FnOnce(&mut EngineSetting
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path().join("e.db"), SqliteConfig::default()).unwrap();
     let ledger = Ledger::new(Arc::new(store), Arc::new(clock.clone()));
-    let mut settings = EngineSettings {
-        // The simulator has no rate limit; tests need not wait a second between sweep calls.
-        reconcile_call_interval_ms: 5,
-        ..EngineSettings::default()
-    };
-    tune(&mut settings);
     let engine = Engine::new(ledger, Arc::new(clock.clone()), &providers, settings).unwrap();
     let url = receiver_for(engine.clone()).await;
     let http = reqwest::Client::new();
@@ -780,7 +783,7 @@ async fn a_webhook_signed_for_one_account_cannot_touch_another_accounts_intent()
 
 #[tokio::test]
 async fn a_flood_of_unsigned_callbacks_costs_bounded_disk_and_look_ups() {
-    let w = world_with(4, |s| s.parked_cap_per_account = 20).await;
+    let w = world_with(4, |s, _| s.parked_cap_per_account = 20).await;
     let i = w
         .engine
         .create_account_verification(verification(), key("v-1"))
@@ -1086,4 +1089,214 @@ async fn maintenance_recovers_on_start_and_settles_expiry_on_a_later_pass() {
     );
     stop_tx.send(()).unwrap();
     runner.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_create_cut_off_while_pientegra_holds_it_is_recovered_as_the_same_deposit() {
+    let w = world_with(0, |_, acc| acc.http.request_timeout_ms = 500).await;
+    w.control_p("faults", json!({"create_hold_ms": 2_000}))
+        .await;
+    let err = w
+        .engine
+        .create_deposit(deposit(100_000), key("d-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        "PROVIDER_UNAVAILABLE",
+        "our client gave up mid-hold"
+    );
+    w.control_p("faults", json!({})).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    w.clock.advance_millis(60_000);
+    assert_eq!(w.engine.recover_created().await.unwrap(), 1);
+    let (page, _) = w.engine.list(Default::default(), None, 10).await.unwrap();
+    assert_eq!(page[0].status, IntentStatus::Pending);
+    assert_eq!(
+        w.pientegra.intent_ids(),
+        vec![pientegra_id(&page[0])],
+        "the deposit Pientegra already held, not a second one"
+    );
+}
+
+#[tokio::test]
+async fn past_the_idempotency_window_recovery_finds_the_deposit_by_our_key_instead_of_creating() {
+    let w = world(0).await;
+    // The create reaches Pientegra, which commits it; its answer is lost.
+    w.control_p("faults", json!({"drop_after_commit": 1})).await;
+    w.engine
+        .create_deposit(deposit(100_000), key("d-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(w.pientegra.intent_ids().len(), 1);
+    // Nothing reaches Pientegra again for a day (a longer outage than recovery can bridge).
+    w.clock.advance_millis(24 * 60 * 60 * 1_000);
+    assert_eq!(w.engine.recover_created().await.unwrap(), 1);
+    let (page, _) = w.engine.list(Default::default(), None, 10).await.unwrap();
+    let found = &page[0];
+    assert_eq!(found.status, IntentStatus::Expired, "{found:?}");
+    assert_eq!(
+        w.pientegra.intent_ids(),
+        vec![pientegra_id(found)],
+        "found by our key; not created a second time"
+    );
+
+    // A create that never reached Pientegra fails with the reason, and is not sent again.
+    w.control_p("faults", json!({"error_rate": 1.0})).await;
+    w.engine
+        .create_deposit(deposit(100_001), key("d-2"))
+        .await
+        .unwrap_err();
+    w.control_p("faults", json!({})).await;
+    w.clock.advance_millis(24 * 60 * 60 * 1_000);
+    assert_eq!(w.engine.recover_created().await.unwrap(), 1);
+    let (page, _) = w.engine.list(Default::default(), None, 10).await.unwrap();
+    let failed = page
+        .iter()
+        .find(|i| i.reference.as_str() == "order-9" && i.amount.get() == 100_001)
+        .unwrap();
+    assert_eq!(failed.status, IntentStatus::Failed);
+    assert!(
+        failed
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with(intentkit_core::PROVIDER_WINDOW_PASSED),
+        "{failed:?}"
+    );
+    assert_eq!(w.pientegra.intent_ids().len(), 1);
+}
+
+#[tokio::test]
+async fn a_hung_provider_delays_only_its_own_accounts_maintenance() {
+    let w = world_with(0, |s, _| {
+        s.job_budget_ms = 1_500;
+        s.recover_after_ms = 1_000;
+    })
+    .await;
+    // Decentro: two verifications that will be due, whose status look-ups will hang.
+    for n in 0..2 {
+        w.engine
+            .create_account_verification(verification(), key(&format!("v-{n}")))
+            .await
+            .unwrap();
+    }
+    // Pientegra: a deposit that will be due, and one left in `created` by a failed create.
+    let due = w
+        .engine
+        .create_deposit(deposit(100_000), key("d-due"))
+        .await
+        .unwrap();
+    w.control_p("faults", json!({"error_rate": 1.0})).await;
+    w.engine
+        .create_deposit(deposit(100_001), key("d-stuck"))
+        .await
+        .unwrap_err();
+    w.control_p("faults", json!({})).await;
+    w.control_p("deliveries/hold", json!({})).await;
+    w.control_d("faults", json!({"latency_ms": 120_000})).await;
+    w.clock.advance_millis(30 * 60_000);
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let engine = w.engine.clone();
+    let runner = tokio::spawn(async move {
+        engine
+            .run_maintenance(
+                std::time::Duration::from_millis(100),
+                async {
+                    let _ = stop_rx.await;
+                },
+                move |r| {
+                    let _ = tx.send(r);
+                },
+            )
+            .await;
+    });
+    let started = std::time::Instant::now();
+    assert!(w.settles(due.id, IntentStatus::Expired).await);
+    let (page, _) = w.engine.list(Default::default(), None, 10).await.unwrap();
+    let stuck = page
+        .iter()
+        .find(|i| i.idempotency_key.as_str() == "d-stuck")
+        .unwrap();
+    assert!(w.settles(stuck.id, IntentStatus::Pending).await);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1_000),
+        "Pientegra's work waited {:?} for Decentro's",
+        started.elapsed()
+    );
+    // Decentro's own pass runs into its budget: its expiry job is cut short or its look-ups
+    // give up, and the verifications expire with a re-check parked.
+    let decentro =
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                let r: intentkit_core::MaintenanceReport = rx.recv().await.unwrap();
+                if let Some(j) = r.jobs.iter().find(|j| {
+                    j.account.as_str() == "in-main" && j.job == intentkit_core::Job::Expiry
+                }) {
+                    break j.clone();
+                }
+            }
+        })
+        .await
+        .expect("Decentro's pass never ended");
+    assert!(
+        decentro.elapsed >= std::time::Duration::from_millis(1_400),
+        "{decentro:?}"
+    );
+    assert_eq!(decentro.done, 2, "{decentro:?}");
+    stop_tx.send(()).unwrap();
+    runner.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_sweep_costs_the_windows_holding_open_work_not_the_history() {
+    // A week of history: 10,000 deposits settled at Pientegra (their webhooks came long ago),
+    // and 100 still open, in 10 bursts of 10 a minute apart, one burst every 16 hours: their
+    // payers pressed "I made the payment" and Pientegra is still reviewing.
+    let w = world(4).await;
+    w.control_p("deliveries/hold", json!({})).await;
+    let week = 7 * 24 * 60 * 60 * 1_000;
+    w.pientegra
+        .seed_approved(10_000, T0.plus_millis(-60_000), T0.plus_millis(week));
+    for burst in 0..10 {
+        for n in 0..10 {
+            let i = w
+                .engine
+                .create_deposit(deposit(100_000), key(&format!("open-{burst}-{n}")))
+                .await
+                .unwrap();
+            w.control_p(
+                &format!("intents/{}/payer-confirmed", pientegra_id(&i)),
+                json!({}),
+            )
+            .await;
+            w.clock.advance_millis(60_000);
+        }
+        w.clock.advance_millis(16 * 60 * 60 * 1_000 - 10 * 60_000);
+    }
+    w.clock.advance_millis(10 * 60_000);
+    // The first pass learns of the reviews (no webhook announces them).
+    let first = w.engine.reconcile().await;
+    assert!(first.errors.is_empty(), "{first:?}");
+    assert_eq!(first.settled, 100, "{first:?}");
+    let report = w.engine.reconcile().await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(report.settled, 0, "nothing new at Pientegra");
+    assert_eq!(report.windows, 10, "one window per burst: {report:?}");
+    // One events page per account, and one intents page per window (each holds about a
+    // dozen of the 10,000): not the hundred pages of the week.
+    assert_eq!(report.calls, 2 + report.windows, "{report:?}");
+
+    // An open intent settles at Pientegra: the next pass finds it at the same cost.
+    let (page, _) = w.engine.list(Default::default(), None, 1).await.unwrap();
+    w.control_p(
+        &format!("intents/{}/approve", pientegra_id(&page[0])),
+        json!({}),
+    )
+    .await;
+    let again = w.engine.reconcile().await;
+    assert_eq!(again.settled, 1, "{again:?}");
+    assert_eq!(again.calls, 2 + again.windows, "{again:?}");
 }

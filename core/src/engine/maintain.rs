@@ -32,6 +32,10 @@ use crate::provider::{Adapter, Lookup, Proof, Recovery, SweepStats};
 use crate::store::ParkedEvent;
 use crate::types::{AccountName, IntentId, Provider};
 
+/// The reason an intent fails when the provider's idempotency window passed before it was
+/// created there, and the provider does not list it under our key.
+pub const PROVIDER_WINDOW_PASSED: &str = "provider_window_passed";
+
 /// What a job's body returns: how much it did, and whether it stopped at its budget.
 type JobResult = Result<(usize, bool), EngineError>;
 
@@ -238,6 +242,35 @@ impl Engine {
                         resumed += 1;
                     }
                 }
+                Recovery::Find => match tokio::time::timeout(left, adapter.find_created(&intent))
+                    .await
+                {
+                    Ok(Ok(found)) => {
+                        let event = found.unwrap_or_else(|| {
+                            IntentEvent::new(
+                                Signal::CreateFailed {
+                                    code: PROVIDER_WINDOW_PASSED.to_string(),
+                                    message: "not created at the provider within its idempotency \
+                                              window, and not found there by our key: never \
+                                              created again (a second create would be a second \
+                                              intent)"
+                                        .to_string(),
+                                },
+                                Cause::Timer,
+                            )
+                        });
+                        let applied = self.blocking(move |l| l.apply(id, event)).await?;
+                        if let ApplyOutcome::Applied { intent, .. } = applied {
+                            self.drain_parked(adapter, *intent).await?;
+                            resumed += 1;
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        let note = format!("{}: {e}", e.code());
+                        self.blocking(move |l| l.note_error(id, &note)).await?;
+                    }
+                    Err(_) => return Ok((resumed, true)),
+                },
                 // Cut at the budget, a create is safe to repeat: the provider key is the same.
                 Recovery::Create => {
                     match tokio::time::timeout(left, self.drive_create(adapter, intent)).await {

@@ -26,6 +26,7 @@ mod sink;
 use std::sync::Arc;
 
 pub use self::feed::EventFeed;
+pub use self::maintain::PROVIDER_WINDOW_PASSED;
 pub use self::report::{Job, JobReport, MaintenanceReport, ReconcileReport};
 use crate::clock::Clock;
 use crate::error::CoreError;

@@ -91,6 +91,9 @@ pub enum Recovery {
     Create,
     /// It can no longer be paid: expire it.
     Expire,
+    /// Past the provider's idempotency window a create would make a second intent: look for
+    /// the one an earlier create may have made ([`Adapter::find_created`]) instead.
+    Find,
 }
 
 /// The provider's own record of an intent, as the adapter read and checked it.
@@ -338,6 +341,17 @@ pub trait Adapter: Send + Sync + std::fmt::Debug {
         intent: &'a Intent,
         claimed: Option<&'a ProviderRef>,
     ) -> BoxFuture<'a, Result<Lookup, ProviderError>>;
+
+    /// The provider's intent an earlier create of `intent` made, found by our provider key,
+    /// as the event that settles ours (carrying the provider's reference); `None` if the
+    /// provider has none. Only for adapters whose [`Adapter::recovery`] answers
+    /// [`Recovery::Find`].
+    fn find_created<'a>(
+        &'a self,
+        _intent: &'a Intent,
+    ) -> BoxFuture<'a, Result<Option<IntentEvent>, ProviderError>> {
+        Box::pin(async { Ok(None) })
+    }
 
     /// Whether an intent reaching its deadline is looked up before our timer expires it (a
     /// provider that never announces failures or expiries).

@@ -9,11 +9,12 @@
 use super::client::{DeliveryStatus, EventsQuery, IntentsQuery, PientegraClient};
 use super::{SIGNATURE_HEADER, Status, create_body, parse_webhook};
 use crate::intent::{Intent, IntentRequest, ProviderRef};
+use crate::lifecycle::{Cause, IntentEvent, Signal};
 use crate::provider::config::PientegraAccount;
 use crate::provider::pace::Pacer;
 use crate::provider::{
-    Adapter, BoxFuture, Created, Inbound, Lookup, ProviderError, ReconcileSink, SweepError,
-    SweepSettings, SweepStats, WebhookError,
+    Adapter, BoxFuture, Created, Inbound, Lookup, ProviderError, ReconcileSink, Recovery,
+    SweepError, SweepSettings, SweepStats, WebhookError,
 };
 use crate::types::{AccountName, Provider, Timestamp};
 
@@ -30,6 +31,14 @@ const CLOCK_MARGIN_MS: i64 = 60_000;
 const WINDOW_MERGE_GAP_MS: i64 = 10 * 60_000;
 /// Items per list page (Pientegra's maximum).
 const PAGE: u8 = 100;
+/// How long Pientegra keeps an idempotency key's answer (ref).
+const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1_000;
+/// How long before that window ends recovery stops creating again (the two clocks, and a
+/// create's own retries, must not straddle it).
+const IDEMPOTENCY_MARGIN_MS: i64 = 60 * 60_000;
+/// How long after an intent was recorded its create can have reached Pientegra: every retry
+/// of the request and its timeouts.
+const FIND_WINDOW_MS: i64 = 10 * 60_000;
 
 /// One Pientegra account.
 #[derive(Debug)]
@@ -250,6 +259,62 @@ impl Adapter for PientegraAdapter {
                 .create_deposit(intent)
                 .await
                 .map(Created::Issued)
+        })
+    }
+
+    fn recovery(&self, intent: &Intent, now: Timestamp) -> Recovery {
+        // Pientegra keeps an idempotency key's answer for 24 hours (ref); past that (with a
+        // margin for the two clocks) the same key would create a second deposit.
+        if now
+            >= intent
+                .created_at
+                .plus_millis(IDEMPOTENCY_WINDOW_MS - IDEMPOTENCY_MARGIN_MS)
+        {
+            Recovery::Find
+        } else {
+            Recovery::Create
+        }
+    }
+
+    fn find_created<'a>(
+        &'a self,
+        intent: &'a Intent,
+    ) -> BoxFuture<'a, Result<Option<IntentEvent>, ProviderError>> {
+        Box::pin(async move {
+            // The create was sent after the intent was recorded, within its request timeouts.
+            let mut cursor = None;
+            loop {
+                let q = IntentsQuery {
+                    created_from: Some(intent.created_at.plus_millis(-CLOCK_MARGIN_MS)),
+                    created_to: Some(intent.created_at.plus_millis(FIND_WINDOW_MS)),
+                    cursor: cursor.take(),
+                    limit: Some(PAGE),
+                    ..Default::default()
+                };
+                self.pacer.wait().await;
+                let page = self.client.list_intents(&q).await?;
+                if let Some(item) = page
+                    .data
+                    .iter()
+                    .find(|i| i.idempotency_key.as_deref() == Some(&intent.provider_key))
+                {
+                    let reference = ProviderRef::Pientegra {
+                        intent_id: item.intent_id.clone(),
+                        reference_no: item.reference_no.clone(),
+                    };
+                    // Still RESERVED a day later: nobody was given its page, and it has long
+                    // expired. Ours expires by our timer, keeping the reference, so that a
+                    // sweep still covers it.
+                    let event = item.event()?.unwrap_or_else(|| {
+                        IntentEvent::new(Signal::Expired, Cause::Timer).with_provider_ref(reference)
+                    });
+                    return Ok(Some(event));
+                }
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => return Ok(None),
+                }
+            }
         })
     }
 

@@ -51,6 +51,10 @@ struct ErrorDetail {
 pub struct IntentItem {
     /// Pientegra's id.
     pub intent_id: String,
+    /// The `Idempotency-Key` it was created under (ours, name: recovery past the 24-hour
+    /// idempotency window finds an intent by it; absent if Pientegra does not list it).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
     /// For support.
     #[serde(default)]
     pub reference_no: Option<String>,
