@@ -105,9 +105,10 @@ async fn serve_intentkit() {
     config.http_addr = any;
     config.metrics_addr = None;
     let listeners = Listeners::bind(&config).await.expect("bind");
-    let (sims, config) = sandbox::start_simulators(config, &listeners)
-        .await
-        .expect("simulators");
+    let (sims, config) =
+        sandbox::start_simulators(config, &listeners, sandbox::SimulatorAddrs::ephemeral())
+            .await
+            .expect("simulators");
     let engine = open_engine(&config).expect("engine");
     let server = Server::start_on(&config.server, engine.clone(), listeners)
         .await

@@ -19,8 +19,8 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
-use intentkit_core::Engine;
-use intentkit_core::provider::config::ProvidersConfig;
+use intentkit_core::provider::config::{ProvidersConfig, toml_error};
+use intentkit_core::{Engine, EngineSettings};
 use intentkit_proto::{ApiError, Code, from_json, ops, to_json, v1};
 use safer_ffi::prelude::*;
 use serde::Deserialize;
@@ -202,11 +202,15 @@ fn guarded(
 
 fn open_from_text(text: &str) -> Result<IntentkitHandle, ApiError> {
     let invalid = |m: String| ApiError::new(Code::InvalidArgument, "INVALID_CONFIG", m);
-    let providers =
-        ProvidersConfig::from_toml_with(text, |k| std::env::var(k).ok(), &["ffi", "server"])
-            .map_err(|e| invalid(e.to_string()))?;
+    let providers = ProvidersConfig::from_toml_with(
+        text,
+        |k| std::env::var(k).ok(),
+        &["ffi", "server", "engine"],
+    )
+    .map_err(|e| invalid(e.to_string()))?;
+    let settings = EngineSettings::from_toml(text).map_err(|e| invalid(e.to_string()))?;
     let raw: RawFile =
-        toml::from_str(text).map_err(|e| invalid(format!("[ffi]: {}", e.message())))?;
+        toml::from_str(text).map_err(|e| invalid(toml_error(text, &e).to_string()))?;
     let database = raw
         .ffi
         .database
@@ -229,7 +233,7 @@ fn open_from_text(text: &str) -> Result<IntentkitHandle, ApiError> {
     let engine = {
         // Provider clients build their HTTP pools inside the runtime.
         let _guard = runtime.enter();
-        Engine::open_sqlite(std::path::Path::new(&database), &providers)?
+        Engine::open_sqlite_with(std::path::Path::new(&database), &providers, settings)?
     };
     Ok(IntentkitHandle {
         runtime,

@@ -170,7 +170,13 @@ async fn sandbox(dir: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let (sims, config) = match sandbox::start_simulators(server_config, &listeners).await {
+    let (sims, config) = match sandbox::start_simulators(
+        server_config,
+        &listeners,
+        sandbox::SimulatorAddrs::default(),
+    )
+    .await
+    {
         Ok(x) => x,
         Err(e) => {
             eprintln!("intentkitd: {e}");

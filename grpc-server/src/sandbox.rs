@@ -56,14 +56,44 @@ pub fn server_config(data_dir: &Path) -> ServerConfig {
     }
 }
 
-/// Starts both simulators on ephemeral loopback ports, delivering to the receiver bound in
-/// `listeners`, and returns them with the provider accounts that reach them.
+/// Where the sandbox's simulators listen: fixed ports by default, so that a sandbox restarted
+/// keeps its URLs (and the hosted pages it printed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimulatorAddrs {
+    /// Pientegra's simulator.
+    pub pientegra: std::net::SocketAddr,
+    /// Decentro's simulator.
+    pub decentro: std::net::SocketAddr,
+}
+
+impl SimulatorAddrs {
+    /// Ports the OS picks, for tests and benchmarks that run side by side.
+    pub fn ephemeral() -> Self {
+        let any = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        SimulatorAddrs {
+            pientegra: any,
+            decentro: any,
+        }
+    }
+}
+
+impl Default for SimulatorAddrs {
+    fn default() -> Self {
+        SimulatorAddrs {
+            pientegra: std::net::SocketAddr::from(([127, 0, 0, 1], 8701)),
+            decentro: std::net::SocketAddr::from(([127, 0, 0, 1], 8702)),
+        }
+    }
+}
+
+/// Starts both simulators on `addrs`, delivering to the receiver bound in `listeners`, and
+/// returns them with the provider accounts that reach them.
 pub async fn start_simulators(
     server: ServerConfig,
     listeners: &Listeners,
+    addrs: SimulatorAddrs,
 ) -> Result<(Simulators, Config), StartError> {
     let receiver = listeners.http_addr()?;
-    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let clock = std::sync::Arc::new(SystemClock);
     let p_config = pientegra::Config {
         webhook_url: Some(format!(
@@ -72,11 +102,11 @@ pub async fn start_simulators(
         ..Default::default()
     };
     let (api_key, webhook_secret) = (p_config.api_key.clone(), p_config.webhook_secret.clone());
-    let p = pientegra::Simulator::start(p_config, clock.clone(), loopback)
+    let p = pientegra::Simulator::start(p_config, clock.clone(), addrs.pientegra)
         .await
         .map_err(|source| StartError::Bind {
             what: "pientegra simulator",
-            addr: loopback,
+            addr: addrs.pientegra,
             source,
         })?;
     let d_config = decentro::Config {
@@ -86,11 +116,11 @@ pub async fn start_simulators(
         ..Default::default()
     };
     let creds = d_config.clone();
-    let d = decentro::Simulator::start(d_config, clock, loopback)
+    let d = decentro::Simulator::start(d_config, clock, addrs.decentro)
         .await
         .map_err(|source| StartError::Bind {
             what: "decentro simulator",
-            addr: loopback,
+            addr: addrs.decentro,
             source,
         })?;
     let account = |n: &str| AccountName::new(n).map_err(|e| StartError::Config(e.to_string()));

@@ -36,7 +36,10 @@ async fn start() -> Harness {
     config.maintenance_interval_ms = 500;
     config.shutdown_grace_ms = 5_000;
     let listeners = Listeners::bind(&config).await.unwrap();
-    let (sims, config) = sandbox::start_simulators(config, &listeners).await.unwrap();
+    let (sims, config) =
+        sandbox::start_simulators(config, &listeners, sandbox::SimulatorAddrs::ephemeral())
+            .await
+            .unwrap();
     let engine = open_engine(&config).unwrap();
     let server = Server::start_on(&config.server, engine, listeners)
         .await
@@ -864,7 +867,10 @@ async fn tls_from_config_serves_only_tls_clients() {
     config.tls_cert = Some(d.join("server.pem"));
     config.tls_key = Some(d.join("server.key"));
     let listeners = Listeners::bind(&config).await.unwrap();
-    let (sims, config) = sandbox::start_simulators(config, &listeners).await.unwrap();
+    let (sims, config) =
+        sandbox::start_simulators(config, &listeners, sandbox::SimulatorAddrs::ephemeral())
+            .await
+            .unwrap();
     let engine = open_engine(&config).unwrap();
     let server = Server::start_on(&config.server, engine, listeners)
         .await

@@ -88,6 +88,105 @@ impl Default for EngineSettings {
     }
 }
 
+/// The `[engine]` table of a config file, as written: every setting optional.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    recover_after_ms: Option<u64>,
+    sweep_batch: Option<usize>,
+    reconcile_call_interval_ms: Option<u64>,
+    reconcile_max_window_ms: Option<u64>,
+    reconcile_min_age_ms: Option<u64>,
+    reconcile_open_limit: Option<usize>,
+    reconcile_budget_ms: Option<u64>,
+    parked_cap_per_account: Option<usize>,
+    parked_ttl_ms: Option<u64>,
+    job_budget_ms: Option<u64>,
+    lookup_concurrency: Option<usize>,
+}
+
+#[derive(serde::Deserialize)]
+struct EngineFile {
+    #[serde(default)]
+    engine: RawEngine,
+}
+
+impl EngineSettings {
+    /// The names of the `[engine]` table's settings, for documentation checks.
+    pub const KEYS: &'static [&'static str] = &[
+        "recover_after_ms",
+        "sweep_batch",
+        "reconcile_call_interval_ms",
+        "reconcile_max_window_ms",
+        "reconcile_min_age_ms",
+        "reconcile_open_limit",
+        "reconcile_budget_ms",
+        "parked_cap_per_account",
+        "parked_ttl_ms",
+        "job_budget_ms",
+        "lookup_concurrency",
+    ];
+
+    /// The settings of a config file's `[engine]` table (every one optional), the defaults
+    /// for the rest. Other tables are left to their readers.
+    pub fn from_toml(text: &str) -> Result<Self, crate::provider::config::ConfigError> {
+        use crate::provider::config::{ConfigError, toml_error};
+        let file: EngineFile = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        let r = file.engine;
+        let d = EngineSettings::default();
+        let setting = |field, reason| ConfigError::Setting {
+            table: "engine",
+            field,
+            reason,
+        };
+        let ms = |v: Option<u64>, field, dflt: i64| -> Result<i64, ConfigError> {
+            v.map_or(Ok(dflt), |v| {
+                i64::try_from(v).map_err(|_| setting(field, "is too large"))
+            })
+        };
+        let at_least_one = |v: Option<usize>, field, dflt: usize| match v {
+            Some(0) => Err(setting(field, "must be at least 1")),
+            Some(n) => Ok(n),
+            None => Ok(dflt),
+        };
+        Ok(EngineSettings {
+            recover_after_ms: ms(r.recover_after_ms, "recover_after_ms", d.recover_after_ms)?,
+            sweep_batch: at_least_one(r.sweep_batch, "sweep_batch", d.sweep_batch)?,
+            reconcile_call_interval_ms: r
+                .reconcile_call_interval_ms
+                .unwrap_or(d.reconcile_call_interval_ms),
+            reconcile_max_window_ms: ms(
+                r.reconcile_max_window_ms,
+                "reconcile_max_window_ms",
+                d.reconcile_max_window_ms,
+            )?,
+            reconcile_min_age_ms: ms(
+                r.reconcile_min_age_ms,
+                "reconcile_min_age_ms",
+                d.reconcile_min_age_ms,
+            )?,
+            reconcile_open_limit: at_least_one(
+                r.reconcile_open_limit,
+                "reconcile_open_limit",
+                d.reconcile_open_limit,
+            )?,
+            reconcile_budget_ms: r.reconcile_budget_ms.unwrap_or(d.reconcile_budget_ms),
+            parked_cap_per_account: at_least_one(
+                r.parked_cap_per_account,
+                "parked_cap_per_account",
+                d.parked_cap_per_account,
+            )?,
+            parked_ttl_ms: ms(r.parked_ttl_ms, "parked_ttl_ms", d.parked_ttl_ms)?,
+            job_budget_ms: r.job_budget_ms.unwrap_or(d.job_budget_ms),
+            lookup_concurrency: at_least_one(
+                r.lookup_concurrency,
+                "lookup_concurrency",
+                d.lookup_concurrency,
+            )?,
+        })
+    }
+}
+
 /// What can go wrong in an engine call.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -237,11 +336,20 @@ impl Engine {
         path: &std::path::Path,
         providers: &ProvidersConfig,
     ) -> Result<Self, EngineError> {
+        Self::open_sqlite_with(path, providers, EngineSettings::default())
+    }
+
+    /// As [`Engine::open_sqlite`], with these settings (a config file's `[engine]` table).
+    pub fn open_sqlite_with(
+        path: &std::path::Path,
+        providers: &ProvidersConfig,
+        settings: EngineSettings,
+    ) -> Result<Self, EngineError> {
         let store = crate::store::sqlite::SqliteStore::open(path, Default::default())
             .map_err(|e| EngineError::Core(CoreError::Store(e)))?;
         let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
         let ledger = Ledger::new(Arc::new(store), clock.clone());
-        Engine::new(ledger, clock, providers, EngineSettings::default())
+        Engine::new(ledger, clock, providers, settings)
             .map_err(|source| EngineError::provider(source, None))
     }
 
@@ -290,6 +398,27 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_engine_table_sets_what_it_names_and_refuses_the_rest() {
+        let s = EngineSettings::from_toml(
+            "[engine]\nrecover_after_ms = 5000\nlookup_concurrency = 2\n[server]\nx = 1\n",
+        )
+        .unwrap();
+        assert_eq!((s.recover_after_ms, s.lookup_concurrency), (5_000, 2));
+        assert_eq!(s.sweep_batch, EngineSettings::default().sweep_batch);
+        assert_eq!(
+            EngineSettings::from_toml("").unwrap().recover_after_ms,
+            EngineSettings::default().recover_after_ms
+        );
+        let typo = EngineSettings::from_toml("[engine]\nrecover_after = 1\n").unwrap_err();
+        assert!(typo.to_string().contains("recover_after"), "{typo}");
+        let zero = EngineSettings::from_toml("[engine]\nlookup_concurrency = 0\n").unwrap_err();
+        assert!(zero.to_string().contains("lookup_concurrency"), "{zero}");
+        let secret =
+            EngineSettings::from_toml("[engine]\nsweep_batch = \"tok_99887766\"\n").unwrap_err();
+        assert!(!secret.to_string().contains("99887766"), "{secret}");
+    }
 
     #[test]
     fn engine_codes_are_documented() {

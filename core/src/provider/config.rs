@@ -185,6 +185,16 @@ pub enum ConfigError {
         /// The shared variable prefix.
         env: String,
     },
+    /// A setting of a table outside the provider accounts (e.g. `[engine]`).
+    #[error("[{table}] {field}: {reason}")]
+    Setting {
+        /// The table.
+        table: &'static str,
+        /// The setting.
+        field: &'static str,
+        /// Why, in words that never repeat the value.
+        reason: &'static str,
+    },
     /// A base URL is not http(s).
     #[error("{provider} account {account}: base_url must start with https:// or http://")]
     BaseUrl {
