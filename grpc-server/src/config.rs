@@ -22,6 +22,27 @@ pub const OPTIONS_HELP: &str = "\
   allow_unauthenticated = false    serve gRPC without tokens (local development only)
   tls_cert = \"\", tls_key = \"\"     PEM files: serve gRPC over TLS (rustls) when both are set
   webhook_body_limit = 65536       largest provider request body accepted, in bytes (413 past it)
+  http_header_read_timeout_ms = 10000
+                                   receiver and metrics: a connection must send a request's
+                                   headers within this, from when it opens or its previous
+                                   answer was sent (idle keep-alive included); closed past it
+  http_body_read_timeout_ms = 10000
+                                   a request body must arrive whole within this, from its
+                                   headers; 408 and the connection closed past it
+  http_request_timeout_ms = 30000  a request must be answered within this, from its headers
+                                   (body, queueing and the engine included); 503 past it, which
+                                   the provider retries. At least http_body_read_timeout_ms
+  http_max_connections = 1024      open connections per listener; past it, new connections wait
+                                   in the kernel's accept queue until one closes
+  http_concurrency_limit = 256     requests the receiver works on at once (bodies already read);
+                                   the rest wait their turn within http_request_timeout_ms
+  grpc_request_timeout_ms = 30000  a gRPC call must be answered within this (a stream, opened);
+                                   CANCELLED past it. A shorter grpc-timeout from the client wins
+  grpc_max_message_bytes = 4194304 largest gRPC request or response message; OUT_OF_RANGE past it
+  grpc_concurrency_per_connection = 64
+                                   calls served at once on one gRPC connection; the rest queue
+  grpc_max_connections = 1024      open gRPC connections; past it, new ones wait in the kernel's
+                                   accept queue until one closes
   maintenance_interval_ms = 5000   how often recovery, expiry and reconciliation run
   shutdown_grace_ms = 10000        on SIGTERM, how long in-flight requests may take to finish
   log_format = \"text\"             \"text\" or \"json\" (one JSON object per line)
@@ -51,6 +72,25 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// Largest provider request body, in bytes.
     pub webhook_body_limit: usize,
+    /// Receiver and metrics: time to send a request's headers, from when the connection opens
+    /// or its previous answer was sent.
+    pub http_header_read_timeout_ms: u64,
+    /// Receiver: time to send a whole request body, from its headers.
+    pub http_body_read_timeout_ms: u64,
+    /// Receiver: time to answer a request, from its headers.
+    pub http_request_timeout_ms: u64,
+    /// Open connections per HTTP listener.
+    pub http_max_connections: usize,
+    /// Receiver requests handled at once.
+    pub http_concurrency_limit: usize,
+    /// Time to answer a gRPC call.
+    pub grpc_request_timeout_ms: u64,
+    /// Largest gRPC message, either way, in bytes.
+    pub grpc_max_message_bytes: usize,
+    /// gRPC calls served at once per connection.
+    pub grpc_concurrency_per_connection: usize,
+    /// Open gRPC connections.
+    pub grpc_max_connections: usize,
     /// Maintenance period.
     pub maintenance_interval_ms: u64,
     /// Grace for in-flight requests on shutdown.
@@ -83,6 +123,15 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             webhook_body_limit: 64 * 1024,
+            http_header_read_timeout_ms: 10_000,
+            http_body_read_timeout_ms: 10_000,
+            http_request_timeout_ms: 30_000,
+            http_max_connections: 1_024,
+            http_concurrency_limit: 256,
+            grpc_request_timeout_ms: 30_000,
+            grpc_max_message_bytes: 4 * 1024 * 1024,
+            grpc_concurrency_per_connection: 64,
+            grpc_max_connections: 1_024,
             maintenance_interval_ms: 5_000,
             shutdown_grace_ms: 10_000,
             log_format: LogFormat::Text,
@@ -138,6 +187,15 @@ struct RawServer {
     tls_cert: Option<String>,
     tls_key: Option<String>,
     webhook_body_limit: Option<u64>,
+    http_header_read_timeout_ms: Option<u64>,
+    http_body_read_timeout_ms: Option<u64>,
+    http_request_timeout_ms: Option<u64>,
+    http_max_connections: Option<u64>,
+    http_concurrency_limit: Option<u64>,
+    grpc_request_timeout_ms: Option<u64>,
+    grpc_max_message_bytes: Option<u64>,
+    grpc_concurrency_per_connection: Option<u64>,
+    grpc_max_connections: Option<u64>,
     maintenance_interval_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
     log_format: Option<String>,
@@ -189,6 +247,15 @@ impl RawServer {
             tls_cert: var("tls_cert"),
             tls_key: var("tls_key"),
             webhook_body_limit: num("webhook_body_limit")?,
+            http_header_read_timeout_ms: num("http_header_read_timeout_ms")?,
+            http_body_read_timeout_ms: num("http_body_read_timeout_ms")?,
+            http_request_timeout_ms: num("http_request_timeout_ms")?,
+            http_max_connections: num("http_max_connections")?,
+            http_concurrency_limit: num("http_concurrency_limit")?,
+            grpc_request_timeout_ms: num("grpc_request_timeout_ms")?,
+            grpc_max_message_bytes: num("grpc_max_message_bytes")?,
+            grpc_concurrency_per_connection: num("grpc_concurrency_per_connection")?,
+            grpc_max_connections: num("grpc_max_connections")?,
             maintenance_interval_ms: num("maintenance_interval_ms")?,
             shutdown_grace_ms: num("shutdown_grace_ms")?,
             log_format: var("log_format"),
@@ -208,6 +275,25 @@ impl RawServer {
             tls_cert: over.tls_cert.or(self.tls_cert),
             tls_key: over.tls_key.or(self.tls_key),
             webhook_body_limit: over.webhook_body_limit.or(self.webhook_body_limit),
+            http_header_read_timeout_ms: over
+                .http_header_read_timeout_ms
+                .or(self.http_header_read_timeout_ms),
+            http_body_read_timeout_ms: over
+                .http_body_read_timeout_ms
+                .or(self.http_body_read_timeout_ms),
+            http_request_timeout_ms: over
+                .http_request_timeout_ms
+                .or(self.http_request_timeout_ms),
+            http_max_connections: over.http_max_connections.or(self.http_max_connections),
+            http_concurrency_limit: over.http_concurrency_limit.or(self.http_concurrency_limit),
+            grpc_request_timeout_ms: over
+                .grpc_request_timeout_ms
+                .or(self.grpc_request_timeout_ms),
+            grpc_max_message_bytes: over.grpc_max_message_bytes.or(self.grpc_max_message_bytes),
+            grpc_concurrency_per_connection: over
+                .grpc_concurrency_per_connection
+                .or(self.grpc_concurrency_per_connection),
+            grpc_max_connections: over.grpc_max_connections.or(self.grpc_max_connections),
             maintenance_interval_ms: over
                 .maintenance_interval_ms
                 .or(self.maintenance_interval_ms),
@@ -262,6 +348,90 @@ impl RawServer {
                 return Err(invalid("webhook_body_limit", "must be at least 1024"));
             }
             s.webhook_body_limit = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        // Limits: a timeout too short to send a request in, or a count of zero, would refuse
+        // everything; an upper bound is the operator's call.
+        let at_least = |field: &'static str, v: Option<u64>, min: u64, what: &'static str| {
+            v.map(|n| {
+                if n < min {
+                    Err(invalid(field, what))
+                } else {
+                    Ok(n)
+                }
+            })
+            .transpose()
+        };
+        let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        const MS: &str = "must be at least 100 (milliseconds)";
+        const ONE: &str = "must be at least 1";
+        if let Some(n) = at_least(
+            "http_header_read_timeout_ms",
+            self.http_header_read_timeout_ms,
+            100,
+            MS,
+        )? {
+            s.http_header_read_timeout_ms = n;
+        }
+        if let Some(n) = at_least(
+            "http_body_read_timeout_ms",
+            self.http_body_read_timeout_ms,
+            100,
+            MS,
+        )? {
+            s.http_body_read_timeout_ms = n;
+        }
+        if let Some(n) = at_least(
+            "http_request_timeout_ms",
+            self.http_request_timeout_ms,
+            100,
+            MS,
+        )? {
+            s.http_request_timeout_ms = n;
+        }
+        if s.http_request_timeout_ms < s.http_body_read_timeout_ms {
+            // Otherwise a slow body would get 503 (retry) instead of 408.
+            return Err(invalid(
+                "http_request_timeout_ms",
+                "must be at least http_body_read_timeout_ms: the request's time includes its body",
+            ));
+        }
+        if let Some(n) = at_least("http_max_connections", self.http_max_connections, 1, ONE)? {
+            s.http_max_connections = count(n);
+        }
+        if let Some(n) = at_least(
+            "http_concurrency_limit",
+            self.http_concurrency_limit,
+            1,
+            ONE,
+        )? {
+            s.http_concurrency_limit = count(n);
+        }
+        if let Some(n) = at_least(
+            "grpc_request_timeout_ms",
+            self.grpc_request_timeout_ms,
+            100,
+            MS,
+        )? {
+            s.grpc_request_timeout_ms = n;
+        }
+        if let Some(n) = at_least(
+            "grpc_max_message_bytes",
+            self.grpc_max_message_bytes,
+            1_024,
+            "must be at least 1024",
+        )? {
+            s.grpc_max_message_bytes = count(n);
+        }
+        if let Some(n) = at_least(
+            "grpc_concurrency_per_connection",
+            self.grpc_concurrency_per_connection,
+            1,
+            ONE,
+        )? {
+            s.grpc_concurrency_per_connection = count(n);
+        }
+        if let Some(n) = at_least("grpc_max_connections", self.grpc_max_connections, 1, ONE)? {
+            s.grpc_max_connections = count(n);
         }
         if let Some(n) = self.maintenance_interval_ms {
             if n < 100 {
@@ -436,6 +606,113 @@ webhook_secret = "whsec_secret"
             let shown = format!("{e} {e:?}");
             assert!(!shown.contains("4471"), "{file}: {shown}");
             assert!(shown.contains("line 2"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn listener_limits_have_defaults_overrides_and_floors() {
+        let minimal = "[server]\nauth_tokens = [\"t\"]\n";
+        let c = Config::from_toml(minimal, env(&[])).unwrap().server;
+        assert_eq!(
+            (
+                c.http_header_read_timeout_ms,
+                c.http_body_read_timeout_ms,
+                c.http_request_timeout_ms,
+                c.http_max_connections,
+                c.http_concurrency_limit,
+            ),
+            (10_000, 10_000, 30_000, 1_024, 256)
+        );
+        assert_eq!(
+            (
+                c.grpc_request_timeout_ms,
+                c.grpc_max_message_bytes,
+                c.grpc_concurrency_per_connection,
+                c.grpc_max_connections,
+            ),
+            (30_000, 4 * 1024 * 1024, 64, 1_024)
+        );
+
+        // The file sets them; the environment wins over the file.
+        let file = "[server]\nauth_tokens = [\"t\"]\nhttp_max_connections = 60\n\
+                    grpc_max_message_bytes = 65536\nhttp_body_read_timeout_ms = 1000\n";
+        let c = Config::from_toml(
+            file,
+            env(&[
+                ("INTENTKIT_SERVER_HTTP_MAX_CONNECTIONS", "70"),
+                ("INTENTKIT_SERVER_HTTP_HEADER_READ_TIMEOUT_MS", "1500"),
+                ("INTENTKIT_SERVER_HTTP_REQUEST_TIMEOUT_MS", "2000"),
+                ("INTENTKIT_SERVER_HTTP_CONCURRENCY_LIMIT", "8"),
+                ("INTENTKIT_SERVER_GRPC_REQUEST_TIMEOUT_MS", "5000"),
+                ("INTENTKIT_SERVER_GRPC_CONCURRENCY_PER_CONNECTION", "16"),
+                ("INTENTKIT_SERVER_GRPC_MAX_CONNECTIONS", "32"),
+            ]),
+        )
+        .unwrap()
+        .server;
+        assert_eq!(c.http_max_connections, 70);
+        assert_eq!(c.grpc_max_message_bytes, 65_536);
+        assert_eq!(c.http_body_read_timeout_ms, 1_000);
+        assert_eq!(c.http_header_read_timeout_ms, 1_500);
+        assert_eq!(c.http_request_timeout_ms, 2_000);
+        assert_eq!(c.http_concurrency_limit, 8);
+        assert_eq!(c.grpc_request_timeout_ms, 5_000);
+        assert_eq!(c.grpc_concurrency_per_connection, 16);
+        assert_eq!(c.grpc_max_connections, 32);
+
+        // Values that would refuse everything are named, and never repeated.
+        for (name, value, field) in [
+            (
+                "HTTP_HEADER_READ_TIMEOUT_MS",
+                "42",
+                "http_header_read_timeout_ms",
+            ),
+            (
+                "HTTP_BODY_READ_TIMEOUT_MS",
+                "42",
+                "http_body_read_timeout_ms",
+            ),
+            ("HTTP_REQUEST_TIMEOUT_MS", "42", "http_request_timeout_ms"),
+            // Shorter than the body's own deadline (10 s by default).
+            ("HTTP_REQUEST_TIMEOUT_MS", "4471", "http_request_timeout_ms"),
+            ("HTTP_MAX_CONNECTIONS", "0", "http_max_connections"),
+            ("HTTP_CONCURRENCY_LIMIT", "0", "http_concurrency_limit"),
+            ("GRPC_REQUEST_TIMEOUT_MS", "42", "grpc_request_timeout_ms"),
+            ("GRPC_MAX_MESSAGE_BYTES", "442", "grpc_max_message_bytes"),
+            (
+                "GRPC_CONCURRENCY_PER_CONNECTION",
+                "0",
+                "grpc_concurrency_per_connection",
+            ),
+            ("GRPC_MAX_CONNECTIONS", "0", "grpc_max_connections"),
+            (
+                "GRPC_MAX_CONNECTIONS",
+                "tok_live_4471",
+                "grpc_max_connections",
+            ),
+        ] {
+            let var = format!("INTENTKIT_SERVER_{name}");
+            let e =
+                Config::from_toml(minimal, |k| (k == var).then(|| value.to_string())).unwrap_err();
+            let shown = format!("{e} {e:?}");
+            assert!(shown.contains(field), "{name}: {shown}");
+            if value != "0" {
+                assert!(!shown.contains(value), "{name} repeated its value: {shown}");
+            }
+        }
+
+        for option in [
+            "http_header_read_timeout_ms = 10000",
+            "http_body_read_timeout_ms = 10000",
+            "http_request_timeout_ms = 30000",
+            "http_max_connections = 1024",
+            "http_concurrency_limit = 256",
+            "grpc_request_timeout_ms = 30000",
+            "grpc_max_message_bytes = 4194304",
+            "grpc_concurrency_per_connection = 64",
+            "grpc_max_connections = 1024",
+        ] {
+            assert!(OPTIONS_HELP.contains(option), "--help lacks {option}");
         }
     }
 

@@ -7,10 +7,15 @@
 //! [`Server::start`] binds everything and returns at once; [`Server::shutdown`] then
 //! [`Server::wait`] stop it the way SIGTERM does: no new work, in-flight requests finish,
 //! streams end with `UNAVAILABLE`/`SHUTTING_DOWN`, the maintenance pass in progress completes.
+//!
+//! Every listener is bounded: time to send headers and bodies, time to answer, messages' sizes,
+//! requests at once, connections open (the `[server]` options; see [`http`] and [`grpc`]).
 
 pub mod auth;
 pub mod config;
+pub mod grpc;
 pub mod http;
+pub mod layers;
 pub mod metrics;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
@@ -165,7 +170,12 @@ impl Server {
         // tooling carry no tokens, and reveal nothing but the schema and serving state).
         let service = service::Service::new(engine.clone(), metrics.clone(), stop.clone());
         let auth = auth::Auth::new(&config.auth_tokens, config.allow_unauthenticated);
-        let intents = IntentServiceServer::with_interceptor(service, move |r| auth.check(r));
+        let intents = tonic::service::interceptor::InterceptedService::new(
+            IntentServiceServer::new(service)
+                .max_decoding_message_size(config.grpc_max_message_bytes)
+                .max_encoding_message_size(config.grpc_max_message_bytes),
+            move |r| auth.check(r),
+        );
         let (health_reporter, health) = tonic_health::server::health_reporter();
         health_reporter
             .set_serving::<IntentServiceServer<service::Service>>()
@@ -174,17 +184,27 @@ impl Server {
             .register_encoded_file_descriptor_set(intentkit_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| StartError::Reflection(e.to_string()))?;
-        let mut builder = tonic::transport::Server::builder();
+        let mut builder = tonic::transport::Server::builder()
+            .timeout(Duration::from_millis(config.grpc_request_timeout_ms))
+            .concurrency_limit_per_connection(config.grpc_concurrency_per_connection)
+            .max_concurrent_streams(grpc::MAX_STREAMS)
+            .http2_keepalive_interval(Some(grpc::KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(grpc::KEEPALIVE_TIMEOUT));
         if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
             let read = |p: &std::path::Path| {
                 std::fs::read(p).map_err(|e| StartError::Tls(format!("{}: {e}", p.display())))
             };
             let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
             builder = builder
-                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .tls_config(
+                    tonic::transport::ServerTlsConfig::new()
+                        .identity(identity)
+                        .timeout(grpc::HANDSHAKE_TIMEOUT),
+                )
                 .map_err(|e| StartError::Tls(e.to_string()))?;
         }
         let router = builder
+            .layer(layers::GrpcMetricsLayer::new(metrics.clone()))
             .add_service(health)
             .add_service(reflection)
             .add_service(intents);
@@ -192,7 +212,8 @@ impl Server {
         // Small unary answers: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to each.
         let incoming = tonic::transport::server::TcpIncoming::from(grpc_listener)
             .with_nodelay(Some(true))
-            .with_keepalive(Some(Duration::from_secs(60)));
+            .with_keepalive(Some(grpc::TCP_KEEPALIVE));
+        let incoming = grpc::limited(incoming, config.grpc_max_connections, metrics.clone());
         let reporter = health_reporter.clone();
         tasks.push((
             "gRPC",
@@ -209,37 +230,33 @@ impl Server {
             }),
         ));
 
-        // The provider-facing receiver.
+        // The provider-facing receiver, and metrics, each under the same HTTP limits.
+        let limits = http::HttpLimits::from_config(config);
         let app = http::receiver(engine.clone(), metrics.clone(), config.webhook_body_limit);
-        let mut http_stop = stop.clone();
         tasks.push((
             "HTTP receiver",
-            tokio::spawn(async move {
-                let signal = async move {
-                    let _ = http_stop.wait_for(|s| *s).await;
-                };
-                if let Err(e) = axum::serve(http_listener, app)
-                    .with_graceful_shutdown(signal)
-                    .await
-                {
-                    tracing::error!(error = %e, "HTTP receiver failed");
-                }
-            }),
+            tokio::spawn(http::serve(
+                http_listener,
+                app,
+                limits.clone(),
+                metrics.clone(),
+                "receiver",
+                stop.clone(),
+            )),
         ));
 
         if let Some(listener) = metrics_listener {
             let app = http::metrics(metrics.clone());
-            let mut m_stop = stop.clone();
             tasks.push((
                 "metrics",
-                tokio::spawn(async move {
-                    let signal = async move {
-                        let _ = m_stop.wait_for(|s| *s).await;
-                    };
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(signal)
-                        .await;
-                }),
+                tokio::spawn(http::serve(
+                    listener,
+                    app,
+                    limits,
+                    metrics.clone(),
+                    "metrics",
+                    stop.clone(),
+                )),
             ));
         }
 

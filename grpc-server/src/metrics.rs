@@ -1,5 +1,6 @@
 //! Prometheus metrics: requests and their latency, webhook outcomes, transitions by status,
-//! and outbox lag. Transitions are counted by tailing the outbox, so those applied by another
+//! outbox lag, open connections and the limits that stopped or held a client. gRPC requests
+//! are recorded by one tower layer ([`crate::layers::GrpcMetricsLayer`]), never by handlers. Transitions are counted by tailing the outbox, so those applied by another
 //! instance on the same database, or by a background sweep, are counted too.
 
 use std::collections::BTreeSet;
@@ -28,6 +29,8 @@ pub struct Metrics {
     requests: Family<Labels, Counter>,
     latency: Histograms,
     webhooks: Family<Labels, Counter>,
+    connections: Family<Labels, Gauge>,
+    limit_hits: Family<Labels, Counter>,
     transitions: Family<Labels, Counter>,
     outbox_head: Gauge,
     outbox_lag: Family<Labels, Gauge>,
@@ -71,6 +74,20 @@ impl Metrics {
             "provider webhooks and callbacks by provider and outcome",
             webhooks.clone(),
         );
+        let connections = Family::<Labels, Gauge>::default();
+        registry.register(
+            "open_connections",
+            "connections open now, by listener (receiver, metrics, grpc)",
+            connections.clone(),
+        );
+        let limit_hits = Family::<Labels, Counter>::default();
+        registry.register(
+            "limit_hits",
+            "requests or connections a limit stopped or held, by listener and limit \
+             (header_read_timeout, body_read_timeout, body_too_large, request_timeout, \
+             connection_limit, preface_timeout)",
+            limit_hits.clone(),
+        );
         let transitions = Family::<Labels, Counter>::default();
         registry.register(
             "outbox_events",
@@ -112,6 +129,8 @@ impl Metrics {
             requests,
             latency,
             webhooks,
+            connections,
+            limit_hits,
             transitions,
             outbox_head,
             outbox_lag,
@@ -122,17 +141,37 @@ impl Metrics {
         }
     }
 
-    /// Records one gRPC request.
-    pub fn request(&self, method: &'static str, code: &'static str, seconds: f64) {
+    /// Records one gRPC request: its method, its status code and, for a unary call, how long
+    /// it took (a stream's lifetime says nothing about the server, so streams give `None`).
+    pub fn request(&self, method: &str, code: &str, seconds: Option<f64>) {
         self.requests
             .get_or_create(&vec![
                 ("method", method.to_string()),
                 ("code", code.to_string()),
             ])
             .inc();
-        self.latency
-            .get_or_create(&vec![("method", method.to_string())])
-            .observe(seconds);
+        if let Some(seconds) = seconds {
+            self.latency
+                .get_or_create(&vec![("method", method.to_string())])
+                .observe(seconds);
+        }
+    }
+
+    /// One more (`+1`) or one fewer (`-1`) open connection on `listener`.
+    pub fn connections(&self, listener: &'static str, delta: i64) {
+        self.connections
+            .get_or_create(&vec![("listener", listener.to_string())])
+            .inc_by(delta);
+    }
+
+    /// Records one request or connection that `limit` stopped or held on `listener`.
+    pub fn limit_hit(&self, listener: &'static str, limit: &'static str) {
+        self.limit_hits
+            .get_or_create(&vec![
+                ("listener", listener.to_string()),
+                ("limit", limit.to_string()),
+            ])
+            .inc();
     }
 
     /// Records one provider delivery.
@@ -251,8 +290,10 @@ mod tests {
     #[test]
     fn series_render_in_the_text_format() {
         let m = Metrics::new();
-        m.request("GetIntent", "OK", 0.002);
+        m.request("GetIntent", "OK", Some(0.002));
+        m.request("StreamEvents", "UNAVAILABLE", None);
         m.webhook("pientegra", "applied");
+        m.limit_hit("receiver", "header_read_timeout");
         let text = m.render();
         assert!(
             text.contains(r#"intentkit_grpc_requests_total{method="GetIntent",code="OK"} 1"#),
@@ -264,6 +305,24 @@ mod tests {
         );
         assert!(
             text.contains(r#"intentkit_webhooks_total{provider="pientegra",outcome="applied"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"intentkit_grpc_requests_total{method="StreamEvents",code="UNAVAILABLE"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains(
+                r#"intentkit_grpc_request_duration_seconds_count{method="StreamEvents"}"#
+            ),
+            "a stream has no latency: {text}"
+        );
+        assert!(
+            text.contains(
+                r#"intentkit_limit_hits_total{listener="receiver",limit="header_read_timeout"} 1"#
+            ),
             "{text}"
         );
     }

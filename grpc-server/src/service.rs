@@ -1,10 +1,11 @@
 //! `intentkit.v1.IntentService` over the engine. Each method converts its request with
 //! `intentkit_proto::convert`, calls the engine, and converts the answer back; errors go
-//! through `intentkit_proto::status`. No business rule lives here.
+//! through `intentkit_proto::status`. No business rule lives here, and no timing: every call
+//! is counted and timed by [`crate::layers::GrpcMetricsLayer`], whatever answers it.
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::Stream;
 use intentkit_core::Engine;
@@ -41,6 +42,26 @@ pub fn status_of(e: &ApiError) -> Status {
     )
 }
 
+/// The answer to `method`, with a failure logged: at `error` when it is ours to fix, at
+/// `debug` when the request was refused.
+fn answer<T>(method: &'static str, result: Result<T, ApiError>) -> Result<Response<T>, Status> {
+    let result = result.map_err(|e| status_of(&e));
+    if let Err(s) = &result {
+        let code = Code::ALL
+            .get(s.code() as usize)
+            .map_or("UNKNOWN", |c| c.name());
+        if matches!(
+            s.code(),
+            tonic::Code::Internal | tonic::Code::DataLoss | tonic::Code::Unknown
+        ) {
+            tracing::error!(method, code, message = s.message(), "request failed");
+        } else {
+            tracing::debug!(method, code, message = s.message(), "request refused");
+        }
+    }
+    result.map(Response::new)
+}
+
 fn core_status(e: intentkit_core::CoreError) -> Status {
     status_of(&ApiError::from(e))
 }
@@ -69,34 +90,6 @@ impl Service {
         }
     }
 
-    fn observe<T>(
-        &self,
-        method: &'static str,
-        start: Instant,
-        result: Result<T, ApiError>,
-    ) -> Result<Response<T>, Status> {
-        let result = result.map_err(|e| status_of(&e));
-        let code = match &result {
-            Ok(_) => "OK",
-            Err(s) => Code::ALL
-                .get(s.code() as usize)
-                .map_or("UNKNOWN", |c| c.name()),
-        };
-        self.metrics
-            .request(method, code, start.elapsed().as_secs_f64());
-        if let Err(s) = &result {
-            if matches!(
-                s.code(),
-                tonic::Code::Internal | tonic::Code::DataLoss | tonic::Code::Unknown
-            ) {
-                tracing::error!(method, code, message = s.message(), "request failed");
-            } else {
-                tracing::debug!(method, code, message = s.message(), "request refused");
-            }
-        }
-        result.map(Response::new)
-    }
-
     /// Remembers a consumer so that its outbox lag is reported; an invalid name is left to the
     /// operation to refuse.
     fn track(&self, consumer: &str) {
@@ -114,68 +107,61 @@ impl IntentService for Service {
         &self,
         request: Request<v1::CreateDepositRequest>,
     ) -> Result<Response<v1::Intent>, Status> {
-        let start = Instant::now();
         let r = ops::create_deposit(&self.engine, request.into_inner()).await;
-        self.observe("CreateDeposit", start, r)
+        answer("CreateDeposit", r)
     }
 
     async fn create_account_verification(
         &self,
         request: Request<v1::CreateAccountVerificationRequest>,
     ) -> Result<Response<v1::Intent>, Status> {
-        let start = Instant::now();
         let r = ops::create_account_verification(&self.engine, request.into_inner()).await;
-        self.observe("CreateAccountVerification", start, r)
+        answer("CreateAccountVerification", r)
     }
 
     async fn get_intent(
         &self,
         request: Request<v1::GetIntentRequest>,
     ) -> Result<Response<v1::Intent>, Status> {
-        let start = Instant::now();
         let r = ops::get_intent(&self.engine, request.into_inner()).await;
-        self.observe("GetIntent", start, r)
+        answer("GetIntent", r)
     }
 
     async fn list_intents(
         &self,
         request: Request<v1::ListIntentsRequest>,
     ) -> Result<Response<v1::ListIntentsResponse>, Status> {
-        let start = Instant::now();
         let r = ops::list_intents(&self.engine, request.into_inner()).await;
-        self.observe("ListIntents", start, r)
+        answer("ListIntents", r)
     }
 
     async fn cancel_intent(
         &self,
         request: Request<v1::CancelIntentRequest>,
     ) -> Result<Response<v1::Intent>, Status> {
-        let start = Instant::now();
         let r = ops::cancel_intent(&self.engine, request.into_inner()).await;
-        self.observe("CancelIntent", start, r)
+        answer("CancelIntent", r)
     }
 
     async fn refresh_intent(
         &self,
         request: Request<v1::RefreshIntentRequest>,
     ) -> Result<Response<v1::Intent>, Status> {
-        let start = Instant::now();
         let r = ops::refresh_intent(&self.engine, request.into_inner()).await;
-        self.observe("RefreshIntent", start, r)
+        answer("RefreshIntent", r)
     }
 
     async fn handle_webhook(
         &self,
         request: Request<v1::HandleWebhookRequest>,
     ) -> Result<Response<v1::HandleWebhookResponse>, Status> {
-        let start = Instant::now();
         let request = request.into_inner();
         let provider = convert::from_provider(request.provider).ok();
         let r = ops::handle_webhook(&self.engine, request).await;
         if let (Ok(answer), Some(p)) = (&r, provider) {
             self.metrics.webhook(p.as_str(), &answer.outcome);
         }
-        self.observe("HandleWebhook", start, r)
+        answer("HandleWebhook", r)
     }
 
     type StreamEventsStream = EventStream;
@@ -250,9 +236,8 @@ impl IntentService for Service {
     ) -> Result<Response<v1::ListEventsResponse>, Status> {
         let r = request.into_inner();
         self.track(&r.consumer);
-        let start = Instant::now();
         let r = ops::list_events(&self.engine, r).await;
-        self.observe("ListEvents", start, r)
+        answer("ListEvents", r)
     }
 
     async fn ack_events(
@@ -261,9 +246,8 @@ impl IntentService for Service {
     ) -> Result<Response<v1::AckEventsResponse>, Status> {
         let r = request.into_inner();
         self.track(&r.consumer);
-        let start = Instant::now();
         let r = ops::ack_events(&self.engine, r).await;
-        self.observe("AckEvents", start, r)
+        answer("AckEvents", r)
     }
 }
 
