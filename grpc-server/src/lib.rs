@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod http;
 pub mod layers;
 pub mod metrics;
+pub mod options;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod service;
@@ -67,11 +68,14 @@ pub enum StartError {
 
 /// Opens the SQLite store the config names and builds the engine over it.
 pub fn open_engine(config: &Config) -> Result<Engine, StartError> {
-    Engine::open_sqlite(&config.server.database, &config.providers).map_err(|source| {
-        StartError::Engine {
-            path: config.server.database.display().to_string(),
-            source,
-        }
+    Engine::open_sqlite_with(
+        &config.server.database,
+        &config.providers,
+        config.engine.clone(),
+    )
+    .map_err(|source| StartError::Engine {
+        path: config.server.database.display().to_string(),
+        source,
     })
 }
 

@@ -1,62 +1,59 @@
 //! `intentkitd`: the gRPC sidecar. See `--help`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use intentkit_grpc_server::config::{LogFormat, OPTIONS_HELP};
+use clap::{ArgGroup, CommandFactory, FromArgMatches, Parser};
+use intentkit_grpc_server::config::LogFormat;
+use intentkit_grpc_server::options::ServerArgs;
 use intentkit_grpc_server::{Config, Listeners, Server, ServerConfig, open_engine, termination};
 
-const USAGE: &str = "\
-intentkitd: intentkit's gRPC service (intentkit.v1.IntentService) and provider webhook receiver
-
-USAGE:
-  intentkitd --config FILE          serve with the given configuration
-  intentkitd --sandbox [--data-dir DIR]
-                                    the whole product on this machine: the server on SQLite in
-                                    DIR (default ./intentkit-sandbox), both provider simulators,
-                                    and a demo deposit; prints what to do next
-  intentkitd --check-config FILE    load FILE, report the first problem, and exit
-  intentkitd --help | --version
-
-Stop with SIGTERM or Ctrl-C: no new requests, in-flight ones finish, event streams end with
-UNAVAILABLE (SHUTTING_DOWN), the maintenance pass in progress completes.
-";
-
-enum Mode {
-    Serve(PathBuf),
-    Check(PathBuf),
-    Sandbox(PathBuf),
-}
-
-fn parse_args() -> Result<Mode, String> {
-    let mut args = std::env::args().skip(1);
-    let mut mode = None;
-    let mut data_dir = PathBuf::from("intentkit-sandbox");
-    let mut sandbox = false;
-    while let Some(a) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{a} needs a value"));
-        match a.as_str() {
-            "--config" => mode = Some(Mode::Serve(PathBuf::from(value()?))),
-            "--check-config" => mode = Some(Mode::Check(PathBuf::from(value()?))),
-            "--sandbox" => sandbox = true,
-            "--data-dir" => data_dir = PathBuf::from(value()?),
-            "-h" | "--help" => {
-                println!("{USAGE}\n{OPTIONS_HELP}");
-                std::process::exit(0);
-            }
-            "-V" | "--version" => {
-                println!("intentkitd {}", env!("CARGO_PKG_VERSION"));
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    match (sandbox, mode) {
-        (true, None) => Ok(Mode::Sandbox(data_dir)),
-        (false, Some(m)) => Ok(m),
-        (true, Some(_)) => Err("--sandbox takes no --config".into()),
-        (false, None) => Err("give --config FILE or --sandbox".into()),
-    }
+/// intentkit's gRPC service (intentkit.v1.IntentService) and provider webhook receiver.
+///
+/// Stop with SIGTERM or Ctrl-C: no new requests, in-flight ones finish, event streams end with
+/// UNAVAILABLE (SHUTTING_DOWN), the maintenance passes in progress complete.
+#[derive(Parser)]
+#[command(name = "intentkitd", version, about, long_about)]
+#[command(group(ArgGroup::new("mode").required(true).args(["config", "check_config", "sandbox"])))]
+#[command(after_long_help = "\
+The configuration file's tables: [server] (the options above), [engine], and one table per
+provider account, [pientegra.<account>] and [decentro.<account>]. Every table and key is in
+docs/config.md, with a complete example in docs/intentkit.example.toml. Account secrets may
+come from INTENTKIT_<PROVIDER>_<ACCOUNT>_<KEY> instead of the file (the environment wins).")]
+struct Cli {
+    /// Serve with the configuration in FILE
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Load FILE (and the environment), report the first problem, and exit: 0 if it is
+    /// usable, 2 if not
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
+    /// The whole product on this machine: the server on SQLite in --data-dir, both provider
+    /// simulators, and a demo deposit; prints what to do next
+    #[arg(long)]
+    sandbox: bool,
+    /// Sandbox: where its database lives
+    #[arg(long, value_name = "DIR", default_value = "intentkit-sandbox")]
+    data_dir: PathBuf,
+    /// Sandbox: the Pientegra simulator's address
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "INTENTKIT_SANDBOX_PIENTEGRA_ADDR",
+        default_value = "127.0.0.1:8701"
+    )]
+    pientegra_addr: SocketAddr,
+    /// Sandbox: the Decentro simulator's address
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "INTENTKIT_SANDBOX_DECENTRO_ADDR",
+        default_value = "127.0.0.1:8702"
+    )]
+    decentro_addr: SocketAddr,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 fn init_logs(server: &ServerConfig) {
@@ -79,17 +76,19 @@ fn init_logs(server: &ServerConfig) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let mode = match parse_args() {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("intentkitd: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    // --help and --version go to stdout with 0; a usage error to stderr with 2.
+    let cmd = ServerArgs::with_defaults(Cli::command(), &ServerConfig::default().as_values());
+    let matches = cmd.get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
     };
+    // The [server] options the command line (or their variables) set.
+    let over = ServerArgs::values_from(&matches);
     // reqwest and tonic both use rustls on ring; one process-wide provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    match mode {
-        Mode::Check(path) => match Config::load(&path) {
+    if let Some(path) = cli.check_config {
+        return match Config::load(&path, &over) {
             Ok(_) => {
                 println!("{}: ok", path.display());
                 ExitCode::SUCCESS
@@ -98,23 +97,23 @@ async fn main() -> ExitCode {
                 eprintln!("{}: {e}", path.display());
                 ExitCode::from(2)
             }
-        },
-        Mode::Serve(path) => {
-            let config = match Config::load(&path) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{}: {e}", path.display());
-                    return ExitCode::from(2);
-                }
-            };
-            init_logs(&config.server);
-            serve(config, None).await
-        }
-        Mode::Sandbox(dir) => sandbox(dir).await,
+        };
     }
+    if let Some(path) = cli.config {
+        let config = match Config::load(&path, &over) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        };
+        init_logs(&config.server);
+        return serve(config).await;
+    }
+    sandbox(cli.data_dir, &over, cli.pientegra_addr, cli.decentro_addr).await
 }
 
-async fn serve(config: Config, listeners: Option<Listeners>) -> ExitCode {
+async fn serve(config: Config) -> ExitCode {
     let engine = match open_engine(&config) {
         Ok(e) => e,
         Err(e) => {
@@ -122,11 +121,7 @@ async fn serve(config: Config, listeners: Option<Listeners>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let started = match listeners {
-        Some(l) => Server::start_on(&config.server, engine, l).await,
-        None => Server::start(&config.server, engine).await,
-    };
-    let server = match started {
+    let server = match Server::start(&config.server, engine).await {
         Ok(s) => s,
         Err(e) => {
             eprintln!("intentkitd: {e}");
@@ -146,14 +141,19 @@ async fn serve(config: Config, listeners: Option<Listeners>) -> ExitCode {
 }
 
 #[cfg(feature = "sandbox")]
-async fn sandbox(dir: PathBuf) -> ExitCode {
+async fn sandbox(
+    dir: PathBuf,
+    over: &intentkit_grpc_server::options::Values,
+    pientegra: SocketAddr,
+    decentro: SocketAddr,
+) -> ExitCode {
     use intentkit_grpc_server::sandbox;
     if let Err(e) = std::fs::create_dir_all(&dir) {
         eprintln!("intentkitd: creating {}: {e}", dir.display());
         return ExitCode::FAILURE;
     }
-    // No file in sandbox mode; the usual variables still apply (e.g. port 0 for tests).
-    let server_config = match sandbox::server_config(&dir).with_env(|k| std::env::var(k).ok()) {
+    // No file in sandbox mode; the options (flags or INTENTKIT_SERVER_*) still apply.
+    let server_config = match sandbox::server_config(&dir).with_values(over) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("intentkitd: {e}");
@@ -173,7 +173,10 @@ async fn sandbox(dir: PathBuf) -> ExitCode {
     let (sims, config) = match sandbox::start_simulators(
         server_config,
         &listeners,
-        sandbox::SimulatorAddrs::default(),
+        sandbox::SimulatorAddrs {
+            pientegra,
+            decentro,
+        },
     )
     .await
     {
@@ -290,7 +293,12 @@ async fn demo_deposit(engine: &intentkit_core::Engine) -> Result<(String, String
 }
 
 #[cfg(not(feature = "sandbox"))]
-async fn sandbox(_dir: PathBuf) -> ExitCode {
+async fn sandbox(
+    _dir: PathBuf,
+    _over: &intentkit_grpc_server::options::Values,
+    _pientegra: SocketAddr,
+    _decentro: SocketAddr,
+) -> ExitCode {
     eprintln!("intentkitd: this build has no sandbox (built without the `sandbox` feature)");
     ExitCode::from(2)
 }

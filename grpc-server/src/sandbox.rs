@@ -157,6 +157,10 @@ pub async fn start_simulators(
             pientegra: p,
             decentro: d,
         },
-        Config { server, providers },
+        Config {
+            server,
+            engine: intentkit_core::EngineSettings::default(),
+            providers,
+        },
     ))
 }

@@ -27,6 +27,8 @@ async fn the_sandbox_runs_a_deposit_end_to_end_and_stops_on_sigterm() {
         .env("INTENTKIT_SERVER_GRPC_ADDR", "127.0.0.1:0")
         .env("INTENTKIT_SERVER_HTTP_ADDR", "127.0.0.1:0")
         .env("INTENTKIT_SERVER_METRICS_ADDR", "")
+        .env("INTENTKIT_SANDBOX_PIENTEGRA_ADDR", "127.0.0.1:0")
+        .env("INTENTKIT_SANDBOX_DECENTRO_ADDR", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -120,9 +122,10 @@ async fn the_sandbox_runs_a_deposit_end_to_end_and_stops_on_sigterm() {
 }
 
 #[test]
-fn help_explains_every_option() {
+fn help_explains_every_option_and_the_example_config_is_accepted() {
     let out = Command::new(env!("CARGO_BIN_EXE_intentkitd"))
         .arg("--help")
+        .env("INTENTKIT_SERVER_AUTH_TOKENS", "tok_help_secret_91")
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -132,24 +135,48 @@ fn help_explains_every_option() {
         "--sandbox",
         "--data-dir",
         "--check-config",
-        "grpc_addr",
-        "http_addr",
-        "metrics_addr",
-        "database",
-        "auth_tokens",
-        "allow_unauthenticated",
-        "tls_cert",
-        "tls_key",
-        "webhook_body_limit",
-        "maintenance_interval_ms",
-        "shutdown_grace_ms",
-        "log_format",
-        "log_level",
-        "INTENTKIT_SERVER_",
-    ] {
-        assert!(help.contains(option), "--help does not mention {option}");
+        "--pientegra-addr",
+        "--decentro-addr",
+        "docs/config.md",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain(
+        intentkit_grpc_server::options::ServerArgs::keys()
+            .into_iter()
+            .flat_map(|k| {
+                [
+                    format!("--{}", k.replace('_', "-")),
+                    format!("[file: {k}]"),
+                    format!("INTENTKIT_SERVER_{}", k.to_ascii_uppercase()),
+                ]
+            }),
+    ) {
+        assert!(help.contains(&option), "--help does not mention {option}");
     }
-    // A bad config is refused with the field named and exit status 2.
+    assert!(help.contains("[default: 127.0.0.1:50051]"), "{help}");
+    assert!(
+        !help.contains("tok_help_secret_91"),
+        "--help showed a variable's value"
+    );
+
+    // The documented example is a config intentkitd accepts.
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/intentkit.example.toml"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_intentkitd"))
+        .args(["--check-config", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A bad config is refused with the field named and exit status 2; so is a bad flag, with
+    // its value never repeated.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     std::fs::write(
@@ -164,4 +191,19 @@ fn help_explains_every_option() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("log_format"));
+    let out = Command::new(env!("CARGO_BIN_EXE_intentkitd"))
+        .arg("--check-config")
+        .arg(example)
+        .args(["--webhook-body-limit", "tok_flag_secret_55"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("webhook_body_limit"), "{err}");
+    assert!(!err.contains("tok_flag_secret_55"), "{err}");
+    // No mode at all is a usage error.
+    let out = Command::new(env!("CARGO_BIN_EXE_intentkitd"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }
