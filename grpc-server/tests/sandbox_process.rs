@@ -21,16 +21,19 @@ fn field<'a>(lines: &'a [String], prefix: &str) -> &'a str {
 async fn the_sandbox_runs_a_deposit_end_to_end_and_stops_on_sigterm() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
+    // Every log line, down to trace, goes to a file that must hold no secret.
+    let log = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_intentkitd"))
         .args(["--sandbox", "--data-dir"])
         .arg(dir.path())
+        .env("INTENTKIT_SERVER_LOG_LEVEL", "trace")
         .env("INTENTKIT_SERVER_GRPC_ADDR", "127.0.0.1:0")
         .env("INTENTKIT_SERVER_HTTP_ADDR", "127.0.0.1:0")
         .env("INTENTKIT_SERVER_METRICS_ADDR", "")
         .env("INTENTKIT_SANDBOX_PIENTEGRA_ADDR", "127.0.0.1:0")
         .env("INTENTKIT_SANDBOX_DECENTRO_ADDR", "127.0.0.1:0")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -119,6 +122,24 @@ async fn the_sandbox_runs_a_deposit_end_to_end_and_stops_on_sigterm() {
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
     assert!(rest.contains("stopped"), "{rest}");
+
+    // The whole run logged at trace (a create with the API key, a signed webhook, gRPC calls
+    // with the bearer token): no credential in any line.
+    let logs = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(logs.lines().count() > 20, "trace logging was on: {logs}");
+    let p = intentkit_sandbox::pientegra::Config::default();
+    let d = intentkit_sandbox::decentro::Config::default();
+    for secret in [
+        "sandbox-token",
+        p.api_key.expose(),
+        p.webhook_secret.expose(),
+        &d.client_id,
+        &d.client_secret,
+        &d.module_secret,
+        &d.provider_secret,
+    ] {
+        assert!(!logs.contains(secret), "a log line holds {secret:?}");
+    }
 }
 
 #[test]

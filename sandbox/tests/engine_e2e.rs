@@ -1300,3 +1300,31 @@ async fn a_sweep_costs_the_windows_holding_open_work_not_the_history() {
     assert_eq!(again.settled, 1, "{again:?}");
     assert_eq!(again.calls, 2 + again.windows, "{again:?}");
 }
+
+#[tokio::test]
+async fn a_callback_that_cannot_be_confirmed_now_gets_503_and_no_internal_words() {
+    let w = world(4).await;
+    // A verification whose callback comes while Decentro's status API fails.
+    let j = w
+        .engine
+        .create_account_verification(verification(), key("v-2"))
+        .await
+        .unwrap();
+    w.control_d("faults", json!({"error_rate": 1.0})).await;
+    let d = w
+        .callback(&forged_callback(&txn(&j), &j.provider_key))
+        .await;
+    assert_eq!((d.status, d.reason), (503, Some("RETRY_LATER")));
+    assert_eq!(d.body, r#"{"error":{"code":"RETRY_LATER"}}"#);
+    assert!(
+        d.detail
+            .as_deref()
+            .unwrap()
+            .contains("PROVIDER_UNAVAILABLE"),
+        "the reason is kept for our logs: {d:?}"
+    );
+    assert_eq!(
+        w.engine.get(j.id).await.unwrap().status,
+        IntentStatus::Pending
+    );
+}

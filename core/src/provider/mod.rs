@@ -567,6 +567,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_answer_asking_to_retry_gives_its_code_and_never_the_reason_inside() {
+        let inside = "store failure: disk I/O error at /var/lib/intentkit/intentkit.db";
+        for outcome in [WebhookOutcome::RetryLater, WebhookOutcome::Unconfirmed] {
+            let a = WebhookAnswer::standard(outcome, None).with_detail(inside);
+            assert_eq!(a.status, 503);
+            assert!(!a.body.contains("disk"), "{}", a.body);
+            assert!(!a.body.contains("/var"), "{}", a.body);
+            assert_eq!(a.detail.as_deref(), Some(inside), "kept for our logs");
+            let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+            assert_eq!(body["error"]["code"], a.reason.unwrap());
+        }
+    }
+
+    #[test]
     fn every_generic_provider_code_is_documented_with_its_retry_advice() {
         let doc = include_str!("../../../docs/errors.md");
         let rows: Vec<(String, bool)> = vec![
