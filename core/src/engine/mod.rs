@@ -21,6 +21,7 @@ mod deliver;
 mod feed;
 mod maintain;
 mod report;
+mod settings;
 mod sink;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 pub use self::feed::EventFeed;
 pub use self::maintain::PROVIDER_WINDOW_PASSED;
 pub use self::report::{Job, JobReport, MaintenanceReport, ReconcileReport};
+pub use self::settings::EngineSettings;
 use crate::clock::Clock;
 use crate::error::CoreError;
 use crate::ledger::Ledger;
@@ -36,156 +38,6 @@ use crate::provider::registry::{self, Adapters};
 use crate::provider::{Adapter, ProviderError, SweepSettings};
 pub use crate::provider::{WebhookAnswer, WebhookOutcome};
 use crate::types::{AccountName, IntentId, Provider};
-
-/// Engine tuning. Every number here is ours; see `docs/decisions.md`.
-#[derive(Clone, Debug)]
-pub struct EngineSettings {
-    /// How long an intent may sit in `created` before recovery resumes it.
-    pub recover_after_ms: i64,
-    /// How many intents (or parked signals) one sweep handles.
-    pub sweep_batch: usize,
-    /// The least time between two reconciliation calls to one provider account (Pientegra
-    /// allows 60 requests a minute per key).
-    pub reconcile_call_interval_ms: u64,
-    /// How far back a reconciliation sweep looks, at most.
-    pub reconcile_max_window_ms: i64,
-    /// How old an open intent must be before a sweep asks about it: younger ones' webhooks
-    /// are not late yet.
-    pub reconcile_min_age_ms: i64,
-    /// The most open intents one sweep derives its windows from (oldest first).
-    pub reconcile_open_limit: usize,
-    /// How long one account's sweep may take in one pass; a sweep cut short goes on from
-    /// where it stopped in the next.
-    pub reconcile_budget_ms: u64,
-    /// The most signals one account may keep parked (a webhook that beat its create response,
-    /// a claim awaiting confirmation). Past it, deliveries that would be parked are answered
-    /// `503`, so a provider sends them again and a flood costs bounded disk.
-    pub parked_cap_per_account: usize,
-    /// How long a parked signal is kept before maintenance forgets it.
-    pub parked_ttl_ms: i64,
-    /// How long each maintenance job of one account may take in one pass (a job cut short
-    /// goes on in the next pass).
-    pub job_budget_ms: u64,
-    /// How many provider look-ups one account's expiry job runs at once.
-    pub lookup_concurrency: usize,
-}
-
-impl Default for EngineSettings {
-    fn default() -> Self {
-        EngineSettings {
-            recover_after_ms: 30_000,
-            sweep_batch: 200,
-            reconcile_call_interval_ms: 1_000,
-            reconcile_max_window_ms: crate::lifecycle::RECONCILE_HORIZON_MS,
-            reconcile_min_age_ms: 5 * 60_000,
-            reconcile_open_limit: 10_000,
-            reconcile_budget_ms: 60_000,
-            parked_cap_per_account: 1_000,
-            parked_ttl_ms: 24 * 60 * 60 * 1_000,
-            job_budget_ms: 30_000,
-            lookup_concurrency: 4,
-        }
-    }
-}
-
-/// The `[engine]` table of a config file, as written: every setting optional.
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawEngine {
-    recover_after_ms: Option<u64>,
-    sweep_batch: Option<usize>,
-    reconcile_call_interval_ms: Option<u64>,
-    reconcile_max_window_ms: Option<u64>,
-    reconcile_min_age_ms: Option<u64>,
-    reconcile_open_limit: Option<usize>,
-    reconcile_budget_ms: Option<u64>,
-    parked_cap_per_account: Option<usize>,
-    parked_ttl_ms: Option<u64>,
-    job_budget_ms: Option<u64>,
-    lookup_concurrency: Option<usize>,
-}
-
-#[derive(serde::Deserialize)]
-struct EngineFile {
-    #[serde(default)]
-    engine: RawEngine,
-}
-
-impl EngineSettings {
-    /// The names of the `[engine]` table's settings, for documentation checks.
-    pub const KEYS: &'static [&'static str] = &[
-        "recover_after_ms",
-        "sweep_batch",
-        "reconcile_call_interval_ms",
-        "reconcile_max_window_ms",
-        "reconcile_min_age_ms",
-        "reconcile_open_limit",
-        "reconcile_budget_ms",
-        "parked_cap_per_account",
-        "parked_ttl_ms",
-        "job_budget_ms",
-        "lookup_concurrency",
-    ];
-
-    /// The settings of a config file's `[engine]` table (every one optional), the defaults
-    /// for the rest. Other tables are left to their readers.
-    pub fn from_toml(text: &str) -> Result<Self, crate::provider::config::ConfigError> {
-        use crate::provider::config::{ConfigError, toml_error};
-        let file: EngineFile = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
-        let r = file.engine;
-        let d = EngineSettings::default();
-        let setting = |field, reason| ConfigError::Setting {
-            table: "engine",
-            field,
-            reason,
-        };
-        let ms = |v: Option<u64>, field, dflt: i64| -> Result<i64, ConfigError> {
-            v.map_or(Ok(dflt), |v| {
-                i64::try_from(v).map_err(|_| setting(field, "is too large"))
-            })
-        };
-        let at_least_one = |v: Option<usize>, field, dflt: usize| match v {
-            Some(0) => Err(setting(field, "must be at least 1")),
-            Some(n) => Ok(n),
-            None => Ok(dflt),
-        };
-        Ok(EngineSettings {
-            recover_after_ms: ms(r.recover_after_ms, "recover_after_ms", d.recover_after_ms)?,
-            sweep_batch: at_least_one(r.sweep_batch, "sweep_batch", d.sweep_batch)?,
-            reconcile_call_interval_ms: r
-                .reconcile_call_interval_ms
-                .unwrap_or(d.reconcile_call_interval_ms),
-            reconcile_max_window_ms: ms(
-                r.reconcile_max_window_ms,
-                "reconcile_max_window_ms",
-                d.reconcile_max_window_ms,
-            )?,
-            reconcile_min_age_ms: ms(
-                r.reconcile_min_age_ms,
-                "reconcile_min_age_ms",
-                d.reconcile_min_age_ms,
-            )?,
-            reconcile_open_limit: at_least_one(
-                r.reconcile_open_limit,
-                "reconcile_open_limit",
-                d.reconcile_open_limit,
-            )?,
-            reconcile_budget_ms: r.reconcile_budget_ms.unwrap_or(d.reconcile_budget_ms),
-            parked_cap_per_account: at_least_one(
-                r.parked_cap_per_account,
-                "parked_cap_per_account",
-                d.parked_cap_per_account,
-            )?,
-            parked_ttl_ms: ms(r.parked_ttl_ms, "parked_ttl_ms", d.parked_ttl_ms)?,
-            job_budget_ms: r.job_budget_ms.unwrap_or(d.job_budget_ms),
-            lookup_concurrency: at_least_one(
-                r.lookup_concurrency,
-                "lookup_concurrency",
-                d.lookup_concurrency,
-            )?,
-        })
-    }
-}
 
 /// What can go wrong in an engine call.
 #[derive(Debug, thiserror::Error)]
@@ -398,27 +250,6 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_engine_table_sets_what_it_names_and_refuses_the_rest() {
-        let s = EngineSettings::from_toml(
-            "[engine]\nrecover_after_ms = 5000\nlookup_concurrency = 2\n[server]\nx = 1\n",
-        )
-        .unwrap();
-        assert_eq!((s.recover_after_ms, s.lookup_concurrency), (5_000, 2));
-        assert_eq!(s.sweep_batch, EngineSettings::default().sweep_batch);
-        assert_eq!(
-            EngineSettings::from_toml("").unwrap().recover_after_ms,
-            EngineSettings::default().recover_after_ms
-        );
-        let typo = EngineSettings::from_toml("[engine]\nrecover_after = 1\n").unwrap_err();
-        assert!(typo.to_string().contains("recover_after"), "{typo}");
-        let zero = EngineSettings::from_toml("[engine]\nlookup_concurrency = 0\n").unwrap_err();
-        assert!(zero.to_string().contains("lookup_concurrency"), "{zero}");
-        let secret =
-            EngineSettings::from_toml("[engine]\nsweep_batch = \"tok_99887766\"\n").unwrap_err();
-        assert!(!secret.to_string().contains("99887766"), "{secret}");
-    }
 
     #[test]
     fn engine_codes_are_documented() {
