@@ -369,8 +369,14 @@ fn refuse_ambiguous(provider: Provider, names: &[&String]) -> Result<(), ConfigE
 /// parser's words with every value it quoted taken out.
 pub fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
     let (line, column) = e.span().map_or((0, 0), |s| line_col(text, s.start));
-    let key = text
-        .lines()
+    // The key is named only when the document itself is well formed (the error is about a
+    // value's type or a missing field): then the error's line is a `key = value` line. In a
+    // broken document the line may sit inside a multi-line value, whose text is not a key.
+    let well_formed = toml::from_str::<toml::Table>(text).is_ok();
+    let key = well_formed
+        .then(|| text.lines())
+        .into_iter()
+        .flatten()
         .nth(line.saturating_sub(1))
         .and_then(|l| l.split_once('='))
         .map(|(k, _)| k.trim())

@@ -118,7 +118,7 @@ pub fn verify_signature(
     let header = header.ok_or(WebhookError::MissingSignature(SIGNATURE_HEADER))?;
     let (t, sigs) = parse_header(header)?;
     let skew_ms = now.unix_millis().saturating_sub(t);
-    if skew_ms.abs() > SIGNATURE_TOLERANCE_MS {
+    if skew_ms.unsigned_abs() > SIGNATURE_TOLERANCE_MS.unsigned_abs() {
         return Err(WebhookError::TimestampOutOfTolerance {
             skew_ms,
             tolerance_ms: SIGNATURE_TOLERANCE_MS,
@@ -165,7 +165,7 @@ fn parse_amount(s: &str) -> Result<MinorUnits, WebhookError> {
     s.parse::<i64>()
         .ok()
         .and_then(|v| MinorUnits::new(v).ok())
-        .ok_or_else(|| WebhookError::MalformedBody(format!("amount {s:?} is not minor units")))
+        .ok_or_else(|| WebhookError::MalformedBody("amount is not minor units".into()))
 }
 
 /// What a Pientegra status says, as a signal. `Reserved` says nothing the intent does not
@@ -236,7 +236,7 @@ pub fn parse_webhook(
         && c != CURRENCY.as_str()
     {
         return Err(WebhookError::MalformedBody(format!(
-            "currency {c:?}, expected {CURRENCY}"
+            "currency is not {CURRENCY}"
         )));
     }
     let amount = parse_amount(&parsed.intent.amount)?;

@@ -74,6 +74,19 @@ fn a_parse_error_gives_the_position_but_never_the_secret() {
 }
 
 #[test]
+fn a_broken_multi_line_value_is_never_taken_for_a_key() {
+    // Found by fuzzing: the line an error points at may be inside a value.
+    for text in [
+        "[pientegra.tr-main]\nbase_url = \"https://x\"\napi_key = \"\"\"\nsk_tok_99=\\q\"\"\"\n",
+        "[server]\nauth_tokens = [\n  \"a\",\n  tok_99=1\n]\n",
+    ] {
+        let err = ProvidersConfig::from_toml_with(text, env(&[]), &["server"]).unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("tok_99"), "{shown}");
+    }
+}
+
+#[test]
 fn a_wrongly_typed_secret_is_named_by_its_key_and_never_repeated() {
     for text in [
         "[pientegra.a]\nbase_url = \"https://x\"\napi_key = 77012345\nwebhook_secret = \"w\"\n",
