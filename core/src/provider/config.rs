@@ -31,6 +31,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Secret;
+pub use super::input::redact_values;
 use super::pientegra::{PreviousSecret, WebhookSecrets};
 use crate::types::{AccountName, Provider, Timestamp};
 
@@ -394,44 +395,6 @@ pub fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
             None => reason,
         },
     }
-}
-
-/// A parser's message without the values it quotes. serde and toml write
-/// `invalid type: string "x", expected ...`, `invalid value: integer `5`, expected ...` and
-/// `unknown variant `x`, expected ...`: the value goes, the kind and the expectation stay.
-/// Anything else in double quotes goes too.
-pub fn redact_values(message: &str) -> String {
-    let mut out = message.to_string();
-    for (prefix, keep_kind) in [
-        ("invalid type: ", true),
-        ("invalid value: ", true),
-        ("unknown variant ", false),
-    ] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            let expected = rest.find(", expected").map_or("", |i| &rest[i..]);
-            let kind = rest.split([' ', ',']).next().unwrap_or("");
-            out = if keep_kind && !kind.is_empty() {
-                format!("{prefix}{kind}{expected}")
-            } else {
-                format!("{}{expected}", prefix.trim_end())
-            };
-            break;
-        }
-    }
-    let mut redacted = String::with_capacity(out.len());
-    let mut quoted = false;
-    for c in out.chars() {
-        match (c, quoted) {
-            ('"', false) => {
-                quoted = true;
-                redacted.push_str("\"…\"");
-            }
-            ('"', true) => quoted = false,
-            (_, true) => {}
-            (c, false) => redacted.push(c),
-        }
-    }
-    redacted
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

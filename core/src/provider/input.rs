@@ -44,21 +44,46 @@ pub fn check_text(field: &'static str, value: &str) -> Result<(), WebhookError> 
     Ok(())
 }
 
-/// A JSON parse error, said without the input's values: serde quotes offending string values,
-/// and a body may hold anything. Field names (in backticks) and the position are kept.
+/// A JSON parse error, said without the input's values (see [`redact_values`]): a body may
+/// hold anything. Field names (in backticks) and the position are kept.
 pub fn json_error(e: &serde_json::Error) -> String {
-    let mut out = String::new();
+    redact_values(&e.to_string())
+}
+
+/// A parser's message without the values it quotes. serde, serde_json and toml write
+/// `invalid type: string "x", expected ...`, `invalid value: integer `5`, expected ...` and
+/// `unknown variant `x`, expected ...`: the value goes, the kind and the expectation stay.
+/// Anything else in double quotes goes too.
+pub fn redact_values(message: &str) -> String {
+    let mut out = message.to_string();
+    for (prefix, keep_kind) in [
+        ("invalid type: ", true),
+        ("invalid value: ", true),
+        ("unknown variant ", false),
+    ] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            let expected = rest.find(", expected").map_or("", |i| &rest[i..]);
+            let kind = rest.split([' ', ',']).next().unwrap_or("");
+            out = if keep_kind && !kind.is_empty() {
+                format!("{prefix}{kind}{expected}")
+            } else {
+                format!("{}{expected}", prefix.trim_end())
+            };
+            break;
+        }
+    }
+    let mut redacted = String::with_capacity(out.len());
     let mut quoted = false;
-    for c in e.to_string().chars() {
+    for c in out.chars() {
         match (c, quoted) {
             ('"', false) => {
                 quoted = true;
-                out.push_str("\"…\"");
+                redacted.push_str("\"…\"");
             }
             ('"', true) => quoted = false,
             (_, true) => {}
-            (c, false) => out.push(c),
+            (c, false) => redacted.push(c),
         }
     }
-    out
+    redacted
 }

@@ -34,7 +34,7 @@ mod sweep;
 
 pub use answer::{NOT_CONFIRMED_YET, RETRY_LATER, UNKNOWN_ACCOUNT, WebhookAnswer, WebhookOutcome};
 pub use error::{ProviderError, WebhookError};
-pub use input::{bounds, check_id, check_text, json_error};
+pub use input::{bounds, check_id, check_text, json_error, redact_values};
 pub use sweep::{ReconcileSink, SweepError, SweepSettings, SweepStats};
 
 use std::future::Future;
@@ -60,6 +60,31 @@ pub struct Notification {
     pub our_reference: Option<String>,
     /// What the delivery proves on its own: signed, or an unsigned claim to confirm.
     pub proof: Proof,
+}
+
+impl Notification {
+    /// This notification as received by `provider`'s adapter for `account`; `our_intent` is
+    /// the intent our echoed reference names, if the adapter found one.
+    pub fn bind(
+        self,
+        provider: Provider,
+        account: AccountName,
+        our_intent: Option<IntentId>,
+    ) -> Result<Inbound, WebhookError> {
+        let reference = self
+            .event
+            .provider_ref
+            .clone()
+            .ok_or_else(|| WebhookError::MalformedBody("no provider reference".into()))?;
+        Ok(Inbound {
+            provider,
+            account,
+            reference,
+            our_intent,
+            event: self.event,
+            proof: self.proof,
+        })
+    }
 }
 
 /// A delivery received by one account's adapter, bound to that provider and account. It may

@@ -128,19 +128,9 @@ impl Adapter for DecentroAdapter {
         _now: Timestamp,
     ) -> Result<Option<Inbound>, WebhookError> {
         let n = parse_callback(body)?;
-        let reference = n
-            .event
-            .provider_ref
-            .clone()
-            .ok_or_else(|| WebhookError::MalformedBody("no decentroTxnId".into()))?;
-        Ok(Some(Inbound {
-            provider: Provider::Decentro,
-            account: self.account().clone(),
-            reference,
-            our_intent: n.our_reference.as_deref().and_then(intent_for_reference),
-            event: n.event,
-            proof: n.proof,
-        }))
+        let ours = n.our_reference.as_deref().and_then(intent_for_reference);
+        n.bind(Provider::Decentro, self.account().clone(), ours)
+            .map(Some)
     }
 
     fn answer(&self, outcome: WebhookOutcome, refusal: Option<&WebhookError>) -> WebhookAnswer {

@@ -6,7 +6,7 @@
 //! back signed, through the receiver), then lists settled intents only over the time windows
 //! that hold intents still open here: its cost follows the open work, not the history.
 
-use super::client::{DeliveryStatus, EventsQuery, IntentsQuery, PientegraClient};
+use super::client::{DeliveryStatus, EventsQuery, IntentsQuery, PientegraClient, refused};
 use super::{SIGNATURE_HEADER, Status, create_body, parse_webhook};
 use crate::intent::{Intent, IntentRequest, ProviderRef};
 use crate::lifecycle::{Cause, IntentEvent, Signal};
@@ -349,28 +349,17 @@ impl Adapter for PientegraAdapter {
         now: Timestamp,
     ) -> Result<Option<Inbound>, WebhookError> {
         let signature = header(SIGNATURE_HEADER);
-        let Some(n) = parse_webhook(
+        match parse_webhook(
             signature.as_deref(),
             body,
             &self.client.account().webhook,
             now,
-        )?
-        else {
-            return Ok(None);
-        };
-        let reference = n
-            .event
-            .provider_ref
-            .clone()
-            .ok_or_else(|| WebhookError::MalformedBody("no intent id".into()))?;
-        Ok(Some(Inbound {
-            provider: Provider::Pientegra,
-            account: self.account().clone(),
-            reference,
-            our_intent: None,
-            event: n.event,
-            proof: n.proof,
-        }))
+        )? {
+            Some(n) => n
+                .bind(Provider::Pientegra, self.account().clone(), None)
+                .map(Some),
+            None => Ok(None),
+        }
     }
 
     fn reconcile<'a>(
@@ -383,15 +372,6 @@ impl Adapter for PientegraAdapter {
             self.replay_missed(sink, stats, earliest).await?;
             self.settle_windows(sink, stats, earliest).await
         })
-    }
-}
-
-fn refused(code: &str, message: &str) -> ProviderError {
-    ProviderError::Pientegra {
-        status: 0,
-        code: code.to_string(),
-        message: message.to_string(),
-        retry_after: None,
     }
 }
 

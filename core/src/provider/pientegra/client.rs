@@ -381,7 +381,8 @@ impl PientegraClient {
     }
 }
 
-fn refused(code: &str, message: &str) -> ProviderError {
+/// A refusal before sending, with the code Pientegra would answer.
+pub(super) fn refused(code: &str, message: &str) -> ProviderError {
     ProviderError::Pientegra {
         status: 0,
         code: code.to_string(),
