@@ -19,8 +19,8 @@ trap cleanup EXIT
 "$target/intentkit-sandbox" --pientegra 127.0.0.1:0 --decentro 127.0.0.1:0 >"$work/sim.txt" 2>&1 &
 sim_pid=$!
 for _ in $(seq 100); do grep -q "control endpoints" "$work/sim.txt" && break; sleep 0.1; done
-p_base=$(sed -n 's/^pientegra simulator: base_url \([^ ]*\).*/\1/p' "$work/sim.txt")
-d_base=$(sed -n 's/^decentro simulator: *base_url \([^ ]*\).*/\1/p' "$work/sim.txt")
+p_base=$(sed -n 's/^pientegra simulator on \([^ ]*\).*/\1/p' "$work/sim.txt")
+d_base=$(sed -n 's/^decentro simulator on \([^ ]*\).*/\1/p' "$work/sim.txt")
 p_root=${p_base%/api/v1}
 [ -n "$p_base" ] && [ -n "$d_base" ] || { cat "$work/sim.txt"; echo "simulators did not start" >&2; exit 1; }
 

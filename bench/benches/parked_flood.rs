@@ -1,11 +1,14 @@
-//! Does a flood of unsigned callbacks slow another account's signed webhooks? Unsigned
-//! Decentro-shaped bodies, each naming a transaction nobody has, are parked (bounded per
-//! account) and then refused once the account is full. Reports, in one run and at one rate:
+//! Does a flood aimed at another account slow `tr-main`'s signed webhooks? Two floods:
 //!
-//! - signed Pientegra webhooks alone (the baseline): p50/p99;
-//! - the same webhooks while the flood fills the Decentro account's parked quota (writes);
-//! - the same webhooks while the flood hits the full quota (refused on a reader, no writes);
-//! - how many rows the flood left, against the cap, and the database's size.
+//! - unsigned Decentro-shaped callbacks, each naming a transaction nobody has: refused after
+//!   one read (they name no intent of ours), nothing written;
+//! - webhooks signed with another Pientegra account's secret (`tr-other`: what someone
+//!   holding that secret can send), each naming a deposit nobody has: parked, bounded per
+//!   account, then refused on a reader once the account is full.
+//!
+//! Reports, in one run and at one rate: signed webhooks alone (the baseline), then beside each
+//! flood (the parked one while it fills the quota and once it is full), p50/p99 and the ratio
+//! to the baseline's p99; and how many rows the floods left against the cap.
 //!
 //! Run: `cargo bench -p intentkit-bench --bench parked_flood`
 //! Options: `BENCH_WEBHOOKS` (default 1000 per phase), `BENCH_RATE` (webhooks/s, default
@@ -17,41 +20,80 @@ use std::time::Duration;
 use intentkit_bench::webhooks::{deliver, setup, webhooks};
 use intentkit_bench::{OpenLoop, bench_dir, env_usize, ms, open_loop, percentile};
 use intentkit_core::provider::Secret;
-use intentkit_core::provider::config::{DecentroAccount, HttpSettings};
+use intentkit_core::provider::config::{DecentroAccount, HttpSettings, PientegraAccount};
+use intentkit_core::provider::pientegra::WebhookSecrets;
 use intentkit_core::{AccountName, Engine, EngineSettings, Provider};
 
-/// The Decentro account the flood is aimed at: its callbacks are unsigned.
-const FLOODED: &str = "in-flood";
+/// The Decentro account the unsigned flood is aimed at.
+const UNSIGNED: &str = "in-flood";
+/// The Pientegra account whose secret signs the parked flood.
+const OTHER: &str = "tr-other";
+const OTHER_SECRET: &str = "whsec_b3RoZXItYWNjb3VudA";
 
-fn flood_body(n: usize) -> Vec<u8> {
-    format!(
-        r#"{{"decentroTxnId":"DCTRFLOOD{n:010}","referenceId":"nobody-{n}","transactionStatus":"SUCCESS","payerName":"Mallory","payerAccountNumber":"XXXX0000","payerIfsc":"EVIL0000001"}}"#
-    )
-    .into_bytes()
+/// Which flood runs beside the measured webhooks.
+#[derive(Clone, Copy)]
+enum Flood {
+    Unsigned,
+    SignedForUnknownDeposits,
 }
 
-/// Offers `count` signed webhooks at `interval`, and, if `flood_from` is set, unsigned bodies
-/// at twice the rate from a thread of its own, numbered from it.
+fn flood_delivery(flood: Flood, n: usize) -> (Provider, &'static str, Option<String>, Vec<u8>) {
+    match flood {
+        Flood::Unsigned => (
+            Provider::Decentro,
+            UNSIGNED,
+            None,
+            format!(
+                r#"{{"decentroTxnId":"DCTRFLOOD{n:010}","referenceId":"nobody-{n}","transactionStatus":"SUCCESS","payerName":"Mallory","payerAccountNumber":"XXXX0000","payerIfsc":"EVIL0000001"}}"#
+            )
+            .into_bytes(),
+        ),
+        Flood::SignedForUnknownDeposits => {
+            let body = format!(
+                r#"{{"eventId":"flood-{n:010}","eventType":"intent.approved","intent":{{"id":"ffff0000-0000-7000-8000-{n:012}","amount":"100000","currency":"TRY","status":"APPROVED"}}}}"#
+            );
+            let t = intentkit_core::Clock::now(&intentkit_core::SystemClock).unix_millis();
+            let header = intentkit_core::provider::pientegra::signature_header(
+                &Secret::new(OTHER_SECRET),
+                t,
+                body.as_bytes(),
+            );
+            (Provider::Pientegra, OTHER, Some(header), body.into_bytes())
+        }
+    }
+}
+
+/// Offers `count` signed webhooks at `interval`, and, if a flood is given, its deliveries at
+/// twice the rate from a thread of its own, numbered from `from`.
 fn phase(
     rt: &tokio::runtime::Runtime,
     engine: &Arc<Engine>,
     hooks: Vec<(String, Vec<u8>)>,
     interval: Duration,
-    flood_from: Option<usize>,
+    flood: Option<(Flood, usize)>,
 ) -> (OpenLoop, Option<OpenLoop>) {
     let account = AccountName::new("tr-main").expect("account");
     let count = hooks.len();
     std::thread::scope(|s| {
-        let flood = flood_from.map(|from| {
+        let flood = flood.map(|(kind, from)| {
             let engine = engine.clone();
             s.spawn(move || {
-                // Two bodies per webhook slot, over the same time span.
+                // Two deliveries per webhook slot, over the same time span.
                 open_loop(rt, 2 * count, interval / 2, |i| {
                     let engine = engine.clone();
-                    let body = flood_body(from + i);
+                    let (provider, account, header, body) = flood_delivery(kind, from + i);
                     async move {
                         engine
-                            .handle_webhook(Provider::Decentro, FLOODED, |_| None, &body)
+                            .handle_webhook(
+                                provider,
+                                account,
+                                move |n| {
+                                    (n == "Pientegra-Signature")
+                                        .then(|| header.clone())
+                                        .flatten()
+                                },
+                                &body,
+                            )
                             .await;
                     }
                 })
@@ -94,8 +136,8 @@ fn main() {
         .build()
         .expect("runtime");
     let cap = EngineSettings::default().parked_cap_per_account;
-    let (engine, ids) = setup(dir.path(), "flood", n * 3, |p| {
-        let name = AccountName::new(FLOODED).expect("account");
+    let (engine, ids) = setup(dir.path(), "flood", n * 4, |p| {
+        let name = AccountName::new(UNSIGNED).expect("account");
         p.decentro.insert(
             name.clone(),
             DecentroAccount {
@@ -109,6 +151,24 @@ fn main() {
                 http: HttpSettings::default(),
             },
         );
+        let main = p
+            .pientegra
+            .values()
+            .next()
+            .cloned()
+            .expect("the measured account");
+        let other = AccountName::new(OTHER).expect("account");
+        p.pientegra.insert(
+            other.clone(),
+            PientegraAccount {
+                name: other,
+                webhook: WebhookSecrets {
+                    current: Secret::new(OTHER_SECRET),
+                    previous: None,
+                },
+                ..main
+            },
+        );
     });
     let engine = Arc::new(engine);
     let mut hooks = webhooks(&ids).into_iter();
@@ -116,27 +176,45 @@ fn main() {
     let mut take = || hooks.by_ref().take(n).collect::<Vec<_>>();
 
     println!(
-        "parked-flood benchmark ({n} signed webhooks per phase at {rate}/s; unsigned flood at {}/s to another account; cap {cap} parked per account; {} cores)",
+        "parked-flood benchmark ({n} signed webhooks per phase at {rate}/s; floods at {}/s to other accounts; cap {cap} parked per account; {} cores)",
         rate * 2,
         std::thread::available_parallelism().map_or(0, |c| c.get())
     );
     let (alone, _) = phase(&rt, &engine, take(), interval, None);
     let baseline = percentile(&alone.latencies, 0.99);
     report("signed webhooks alone", &alone, None);
-    let (filling, flood1) = phase(&rt, &engine, take(), interval, Some(0));
-    report("while the flood fills the quota", &filling, Some(baseline));
-    let (full, flood2) = phase(&rt, &engine, take(), interval, Some(10 * n));
-    report("while the flood hits a full quota", &full, Some(baseline));
-    for (name, f) in [("filling", flood1), ("full", flood2)] {
+    let (unsigned, f0) = phase(&rt, &engine, take(), interval, Some((Flood::Unsigned, 0)));
+    report("beside unsigned callbacks", &unsigned, Some(baseline));
+    let (filling, f1) = phase(
+        &rt,
+        &engine,
+        take(),
+        interval,
+        Some((Flood::SignedForUnknownDeposits, 0)),
+    );
+    report("while tr-other's flood parks", &filling, Some(baseline));
+    let (full, f2) = phase(
+        &rt,
+        &engine,
+        take(),
+        interval,
+        Some((Flood::SignedForUnknownDeposits, 10 * n)),
+    );
+    report("once tr-other's quota is full", &full, Some(baseline));
+    for (name, f) in [
+        ("unsigned", f0),
+        ("tr-other, parking", f1),
+        ("tr-other, full", f2),
+    ] {
         if let Some(f) = f {
             println!(
-                "  flood bodies ({name}): {} answered, p99 {:.2} ms",
+                "  flood ({name}): {} answered, p99 {:.2} ms",
                 f.latencies.len(),
                 ms(percentile(&f.latencies, 0.99))
             );
         }
     }
-    // Every flood body names a transaction nobody has: what is parked is the flood.
+    // Every flood delivery names something nobody has: what is parked is the flood.
     let conn = rusqlite::Connection::open(dir.path().join("flood.db")).expect("open");
     let parked: i64 = conn
         .query_row("SELECT COUNT(*) FROM parked_events", [], |r| r.get(0))
@@ -147,8 +225,8 @@ fn main() {
         .map(|m| m.len())
         .sum();
     println!(
-        "  parked rows after {} flood bodies: {parked} (cap {cap}); database + WAL {:.1} MiB",
-        4 * n,
+        "  parked rows after {} flood deliveries: {parked} (cap {cap}); database + WAL {:.1} MiB",
+        6 * n,
         size as f64 / (1024.0 * 1024.0)
     );
     println!(
