@@ -306,6 +306,10 @@ pub struct Intent {
     /// `None` once the provider has answered for good.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconcile_until: Option<Timestamp>,
+    /// When the provider's hand-off was applied: close to when the provider created its side
+    /// (which recovery after an outage may do long after `created_at`). Sweeps look there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handed_off_at: Option<Timestamp>,
 }
 
 impl Intent {
@@ -363,6 +367,7 @@ impl Intent {
             updated_at: now,
             version: 1,
             reconcile_until: None,
+            handed_off_at: None,
         })
     }
 }

@@ -359,6 +359,7 @@ fn advance(
         } => {
             intent.handoff = Some(handoff.clone());
             intent.expires_at = *expires_at;
+            intent.handed_off_at = Some(now);
         }
         Signal::CreateFailed { code, message } => {
             intent.reason = Some(format!("{code}: {message}"));

@@ -66,27 +66,25 @@ async fn deliver(
     // sender's text.
     let known = answer.outcome != WebhookOutcome::UnknownAccount;
     let account = if known { account.as_str() } else { "?" };
+    // Refusals and unconfirmed claims are the sender's doing, and anyone can send them: they
+    // are counted in the metrics and logged at debug, so a flood cannot flood the log. A
+    // delivery we could not take (our store, a provider look-up) is ours to look at.
     match answer.outcome {
-        WebhookOutcome::Refused | WebhookOutcome::UnknownAccount => {
-            tracing::warn!(
-                provider = provider.as_str(),
-                account,
-                outcome,
-                reason = answer.reason,
-                "delivery refused"
-            )
-        }
-        WebhookOutcome::RetryLater | WebhookOutcome::Unconfirmed => {
-            tracing::warn!(
-                provider = provider.as_str(),
-                account,
-                outcome,
-                reason = answer.reason,
-                detail = answer.detail,
-                "delivery not taken; the provider will send it again"
-            )
-        }
-        _ => tracing::debug!(provider = provider.as_str(), account, outcome, "delivery"),
+        WebhookOutcome::RetryLater => tracing::warn!(
+            provider = provider.as_str(),
+            account,
+            outcome,
+            reason = answer.reason,
+            detail = answer.detail,
+            "delivery not taken; the provider will send it again"
+        ),
+        _ => tracing::debug!(
+            provider = provider.as_str(),
+            account,
+            outcome,
+            reason = answer.reason,
+            "delivery"
+        ),
     }
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (

@@ -6,7 +6,8 @@
 //!
 //! [`Server::start`] binds everything and returns at once; [`Server::shutdown`] then
 //! [`Server::wait`] stop it the way SIGTERM does: no new work, in-flight requests finish,
-//! streams end with `UNAVAILABLE`/`SHUTTING_DOWN`, the maintenance pass in progress completes.
+//! streams end with `UNAVAILABLE`/`SHUTTING_DOWN`, maintenance passes in progress are cut (each
+//! write is its own transaction; the next start goes on).
 //!
 //! Every listener is bounded: time to send headers and bodies, time to answer, messages' sizes,
 //! requests at once, connections open (the `[server]` options; see [`http`] and [`grpc`]).

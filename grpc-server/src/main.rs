@@ -12,7 +12,8 @@ use intentkit_grpc_server::{Config, Listeners, Server, ServerConfig, open_engine
 /// intentkit's gRPC service (intentkit.v1.IntentService) and provider webhook receiver.
 ///
 /// Stop with SIGTERM or Ctrl-C: no new requests, in-flight ones finish, event streams end with
-/// UNAVAILABLE (SHUTTING_DOWN), the maintenance passes in progress complete.
+/// UNAVAILABLE (SHUTTING_DOWN), maintenance passes in progress are cut (each write is its own
+/// transaction; the next start goes on).
 #[derive(Parser)]
 #[command(name = "intentkitd", version, about, long_about)]
 #[command(group(ArgGroup::new("mode").required(true).args(["config", "check_config", "sandbox"])))]

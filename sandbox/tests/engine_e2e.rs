@@ -685,11 +685,36 @@ async fn a_callback_naming_someone_elses_paid_transaction_settles_nothing() {
     assert_eq!(ours.status, IntentStatus::Created);
     assert!(ours.provider_ref.is_none());
 
+    let calls = w.decentro.api_calls();
     let d = w
         .callback(&forged_callback(&other, &ours.provider_key))
         .await;
     assert_eq!(d.outcome, WebhookOutcome::Refused);
     assert_eq!(d.reason, Some("WEBHOOK_NOT_CONFIRMED"));
+    // More of them, each naming another transaction: within the second they are kept as one
+    // row and not looked up; the next pass asks once. The host hears of it once.
+    for n in 0..10 {
+        let d = w
+            .callback(&forged_callback(
+                &format!("DCTRNOPE{n:04}"),
+                &ours.provider_key,
+            ))
+            .await;
+        assert_eq!(d.status, 503, "{d:?}");
+    }
+    let report = w.engine.maintain().await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    let parked = report
+        .jobs
+        .iter()
+        .find(|j| j.account.as_str() == "in-main" && j.job == intentkit_core::Job::Parked)
+        .unwrap();
+    assert_eq!(parked.backlog, 0, "the one row was answered: {parked:?}");
+    assert!(
+        w.decentro.api_calls() - calls <= 3,
+        "{} look-ups for 11 claims",
+        w.decentro.api_calls() - calls
+    );
     let now = w.engine.get(ours.id).await.unwrap();
     assert_eq!(now.status, IntentStatus::Created);
     assert!(
@@ -1129,11 +1154,17 @@ async fn past_the_idempotency_window_recovery_finds_the_deposit_by_our_key_inste
         .await
         .unwrap_err();
     assert_eq!(w.pientegra.intent_ids().len(), 1);
-    // Nothing reaches Pientegra again for a day (a longer outage than recovery can bridge).
+    // Nothing reaches Pientegra again for a day (a longer outage than recovery can bridge);
+    // then the caller retries with the same key, as it was told it may.
     w.clock.advance_millis(24 * 60 * 60 * 1_000);
-    assert_eq!(w.engine.recover_created().await.unwrap(), 1);
+    let retried = w
+        .engine
+        .create_deposit(deposit(100_000), key("d-1"))
+        .await
+        .unwrap();
     let (page, _) = w.engine.list(Default::default(), None, 10).await.unwrap();
     let found = &page[0];
+    assert_eq!(found.id, retried.id);
     assert_eq!(found.status, IntentStatus::Expired, "{found:?}");
     assert_eq!(
         w.pientegra.intent_ids(),
@@ -1327,4 +1358,41 @@ async fn a_callback_that_cannot_be_confirmed_now_gets_503_and_no_internal_words(
         w.engine.get(j.id).await.unwrap().status,
         IntentStatus::Pending
     );
+}
+
+#[tokio::test]
+async fn a_verification_whose_look_up_failed_at_expiry_is_settled_by_the_re_check() {
+    let w = world(4).await;
+    let i = w
+        .engine
+        .create_account_verification(verification(), key("v-1"))
+        .await
+        .unwrap();
+    // The payer pays, but the callback is lost, and at the deadline Decentro's status API
+    // fails: the verification expires by our timer, with a re-check kept.
+    w.control_d("callback-url", json!({"url": null})).await;
+    w.control_d(
+        &format!("transactions/{}/pay", txn(&i)),
+        json!({"payerName": "A Kumar"}),
+    )
+    .await;
+    w.control_d("faults", json!({"error_rate": 1.0})).await;
+    w.clock.advance_millis(11 * 60_000);
+    assert_eq!(w.engine.expire_due().await.unwrap(), 1);
+    assert_eq!(
+        w.engine.get(i.id).await.unwrap().status,
+        IntentStatus::Expired
+    );
+    // Decentro answers again: the next pass asks, and the payment settles it.
+    w.control_d("faults", json!({})).await;
+    let report = w.engine.maintain().await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    let done = w.engine.get(i.id).await.unwrap();
+    assert_eq!(done.status, IntentStatus::Approved);
+    assert_eq!(
+        done.verified_payer.unwrap().name.as_deref(),
+        Some("A Kumar")
+    );
+    let again = w.engine.maintain().await;
+    assert_eq!(again.parked_settled, 0, "the re-check is gone: {again:?}");
 }

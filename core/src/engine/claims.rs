@@ -154,25 +154,29 @@ impl Engine {
         let mut all = true;
         for rows in groups.into_values() {
             let first = &rows[0];
-            let settled = if !worth_a_look(intent, &first.event) {
-                true
-            } else {
-                let claimed = first
-                    .event
-                    .provider_ref
-                    .clone()
-                    .or_else(|| intent.provider_ref.clone());
-                // Not throttled like deliveries: maintenance asks once per intent per pass.
-                match claimed {
-                    // A claim without a reference cannot be asked about.
-                    None => true,
-                    Some(claimed) => matches!(
-                        self.confirm_claim(adapter, intent, &claimed, &first.event)
-                            .await?,
-                        Confirmation::Settled(_) | Confirmation::Denied
-                    ),
-                }
-            };
+            // Our own re-checks (cause timer) ask whatever the intent says: a look-up that
+            // failed at expiry left it `expired`, and only Decentro knows whether it was paid.
+            let ours = first.event.cause == Cause::Timer;
+            let settled =
+                if intent.status.is_final() || (!ours && !worth_a_look(intent, &first.event)) {
+                    true
+                } else {
+                    let claimed = first
+                        .event
+                        .provider_ref
+                        .clone()
+                        .or_else(|| intent.provider_ref.clone());
+                    // Not throttled like deliveries: maintenance asks once per intent per pass.
+                    match claimed {
+                        // A claim without a reference cannot be asked about.
+                        None => true,
+                        Some(claimed) => matches!(
+                            self.confirm_claim(adapter, intent, &claimed, &first.event)
+                                .await?,
+                            Confirmation::Settled(_) | Confirmation::Denied
+                        ),
+                    }
+                };
             if settled {
                 let ids: Vec<i64> = rows.iter().map(|c| c.id).collect();
                 self.blocking(move |l| ids.into_iter().try_for_each(|id| l.drop_parked(id)))
@@ -184,14 +188,16 @@ impl Engine {
         Ok(all)
     }
 
-    /// A claim about `intent` not confirmed yet, as a row to keep. When the intent holds its
-    /// own reference, that is what a re-check looks up, so a flood of claims naming it (with
-    /// any transaction ids) is one row.
+    /// A claim about `intent` not confirmed yet, as a row to keep: one per intent and kind,
+    /// whatever transaction the claims name, so that a flood of them is one row. It is keyed
+    /// by the intent's own reference when it holds one (what a re-check looks up), else by
+    /// the intent; the first claim's transaction is the one a re-check asks about.
     pub(super) fn parked_claim(&self, inbound: &Inbound, intent: &Intent) -> ParkedEvent {
         let mut row = self.parked(inbound, Some(intent.id));
-        if let Some(own) = &intent.provider_ref {
-            row.lookup_key = own.lookup_key().to_string();
-        }
+        row.lookup_key = match &intent.provider_ref {
+            Some(own) => own.lookup_key().to_string(),
+            None => intent.id.to_string(),
+        };
         row
     }
 }
@@ -206,14 +212,12 @@ pub(super) fn worth_a_look(intent: &Intent, claim: &IntentEvent) -> bool {
 }
 
 /// What is recorded of a claim the provider did not confirm: neither its delivery id (the
-/// genuine delivery's dedup slot stays free; a suffix keeps one record per claim and verdict)
-/// nor the payer it brought.
+/// genuine delivery's dedup slot stays free) nor the payer it brought. One record per intent
+/// and verdict: a forger sending claim after claim, each with a fresh id, is reported once,
+/// not once per claim.
 fn unproven(claim: &IntentEvent, verdict: &str) -> IntentEvent {
     let mut e = claim.clone();
-    e.provider_event_id = claim
-        .provider_event_id
-        .as_ref()
-        .map(|id| format!("{id}#{verdict}"));
+    e.provider_event_id = Some(format!("unconfirmed-claim#{verdict}"));
     if let Signal::Approved { payer, .. } = &mut e.signal {
         *payer = None;
     }

@@ -9,10 +9,15 @@ use std::sync::Arc;
 
 use super::{Engine, EngineError, failpoint};
 use crate::intent::{AccountVerificationRequest, DepositRequest, Intent, IntentRequest};
+use crate::ledger::ApplyOutcome;
 use crate::lifecycle::{Cause, IntentEvent, IntentStatus, Signal};
-use crate::provider::{Adapter, Created, Lookup};
+use crate::provider::{Adapter, Created, Lookup, Recovery};
 use crate::store::{ListCursor, ListFilter};
 use crate::types::{IdempotencyKey, IntentId};
+
+/// The reason an intent fails when the provider's idempotency window passed before it was
+/// created there, and the provider does not list it under our key.
+pub const PROVIDER_WINDOW_PASSED: &str = "provider_window_passed";
 
 impl Engine {
     /// Creates a hosted deposit (Pientegra): recorded first, then created at the provider.
@@ -52,7 +57,52 @@ impl Engine {
             // A replay of a create that already reached the provider.
             return Ok(created.intent);
         }
-        self.drive_create(&adapter, created.intent).await
+        // New, or a replay of one still `created`: what recovery would do with it (a retry
+        // a day later must not create a second intent at the provider).
+        self.resume_created(&adapter, created.intent).await
+    }
+
+    /// Takes an intent still `created` on, as its adapter says: create it (again, under its
+    /// provider key), look for what an earlier create made past the provider's idempotency
+    /// window, or expire it when it can no longer be paid.
+    pub(super) async fn resume_created(
+        &self,
+        adapter: &Arc<dyn Adapter>,
+        intent: Intent,
+    ) -> Result<Intent, EngineError> {
+        let id = intent.id;
+        let event = match adapter.recovery(&intent, self.inner.clock.now()) {
+            Recovery::Create => return self.drive_create(adapter, intent).await,
+            Recovery::Expire => IntentEvent::new(Signal::Expired, Cause::Timer),
+            Recovery::Find => match adapter.find_created(&intent).await {
+                Ok(Some(found)) => found,
+                Ok(None) => IntentEvent::new(
+                    Signal::CreateFailed {
+                        code: PROVIDER_WINDOW_PASSED.to_string(),
+                        message: "not created at the provider within its idempotency window, \
+                                  and not found there by our key: never created again (a \
+                                  second create would be a second intent)"
+                            .to_string(),
+                    },
+                    Cause::Timer,
+                ),
+                Err(e) => {
+                    let note = format!("{}: {e}", e.code());
+                    self.blocking(move |l| l.note_error(id, &note)).await?;
+                    return Err(EngineError::RetryWithSameKey {
+                        source: e,
+                        intent: id,
+                    });
+                }
+            },
+        };
+        let applied = self.blocking(move |l| l.apply(id, event)).await?;
+        let now = applied.intent().clone();
+        if matches!(applied, ApplyOutcome::Applied { .. }) {
+            self.drain_parked(adapter, now.clone()).await?;
+            self.wrote();
+        }
+        Ok(now)
     }
 
     /// Calls the provider for an intent in `created`, and applies what it answers.
@@ -136,7 +186,7 @@ impl Engine {
         let intent = self.get(id).await?;
         let adapter = self.adapter(intent.provider, &intent.account)?.clone();
         if intent.status == IntentStatus::Created && intent.provider_ref.is_none() {
-            return self.drive_create(&adapter, intent).await;
+            return self.resume_created(&adapter, intent).await;
         }
         let looked = adapter
             .look_up(&intent, None)

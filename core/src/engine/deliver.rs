@@ -139,7 +139,14 @@ impl Engine {
             Ok(v) => v,
             Err(e) => Verdict::later(WebhookOutcome::RetryLater, format!("{}: {e}", e.code())),
         };
-        self.wrote();
+        // Streams wake only when the outbox may have grown: a refused or repeated delivery
+        // (a flood, say) costs them nothing.
+        if matches!(
+            verdict.outcome,
+            WebhookOutcome::Applied | WebhookOutcome::Anomaly | WebhookOutcome::Parked
+        ) {
+            self.wrote();
+        }
         let answer = adapter.answer(verdict.outcome, verdict.refusal.as_ref());
         match verdict.detail {
             Some(d) => answer.with_detail(d),

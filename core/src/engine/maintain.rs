@@ -28,16 +28,22 @@ use crate::error::CoreError;
 use crate::intent::Intent;
 use crate::ledger::ApplyOutcome;
 use crate::lifecycle::{Cause, IntentEvent, IntentStatus, Signal};
-use crate::provider::{Adapter, Lookup, Proof, Recovery, SweepStats};
+use crate::provider::{Adapter, Lookup, Proof, SweepStats};
 use crate::store::ParkedEvent;
 use crate::types::{AccountName, IntentId, Provider};
 
-/// The reason an intent fails when the provider's idempotency window passed before it was
-/// created there, and the provider does not list it under our key.
-pub const PROVIDER_WINDOW_PASSED: &str = "provider_window_passed";
-
 /// What a job's body returns: how much it did, and whether it stopped at its budget.
 type JobResult = Result<(usize, bool), EngineError>;
+
+/// How long past its deadline a job may take to stop by itself before it is cut.
+const JOB_SLACK: Duration = Duration::from_secs(5);
+
+/// `job`, cut at `bound` (reported as stopped at its budget, having done nothing counted).
+async fn bounded(bound: Instant, job: impl std::future::Future<Output = JobResult>) -> JobResult {
+    tokio::time::timeout_at(bound.into(), job)
+        .await
+        .unwrap_or(Ok((0, true)))
+}
 
 impl Engine {
     /// One pass of every account's jobs, the accounts side by side, and the whole-engine job.
@@ -65,13 +71,28 @@ impl Engine {
         for job in Job::ALL {
             let started = Instant::now();
             let deadline = started + budget;
+            // Each job stops itself at its deadline; this bounds one that cannot (a call that
+            // hangs past its own timeouts). Cut there, nothing is half-written: every write is
+            // its own transaction, and a create is safe to repeat.
+            let bound = deadline + JOB_SLACK;
             let result = match job {
-                Job::Recovery => self.recover_account(adapter, deadline).await,
-                Job::Expiry => self.expire_account(adapter, deadline).await,
-                Job::Parked => self.settle_parked_of(adapter, deadline).await,
+                Job::Recovery => bounded(bound, self.recover_account(adapter, deadline)).await,
+                Job::Expiry => bounded(bound, self.expire_account(adapter, deadline)).await,
+                Job::Parked => bounded(bound, self.settle_parked_of(adapter, deadline)).await,
                 Job::Reconcile => {
                     let mut stats = SweepStats::default();
-                    let r = self.sweep_account(adapter, &mut stats).await;
+                    let sweep_deadline = started
+                        + Duration::from_millis(self.inner.settings.reconcile_budget_ms)
+                        + JOB_SLACK;
+                    let r = tokio::time::timeout_at(
+                        sweep_deadline.into(),
+                        self.sweep_account(adapter, &mut stats),
+                    )
+                    .await
+                    .unwrap_or_else(|_| {
+                        stats.cut_short = true;
+                        Ok(())
+                    });
                     report.reconcile.add(&stats);
                     if let Err(e) = &r {
                         report.reconcile.errors.push(format!(
@@ -113,7 +134,9 @@ impl Engine {
             });
         }
         self.fill_backlog(adapter, &mut report).await;
-        self.wrote();
+        if report.changed_anything() {
+            self.wrote();
+        }
         report
     }
 
@@ -170,6 +193,9 @@ impl Engine {
                 Instant::now() + Duration::from_millis(self.inner.settings.job_budget_ms);
             settled += self.expire_account(&adapter, deadline).await?.0;
         }
+        if settled > 0 {
+            self.wrote();
+        }
         Ok(settled)
     }
 
@@ -180,6 +206,9 @@ impl Engine {
             let deadline =
                 Instant::now() + Duration::from_millis(self.inner.settings.job_budget_ms);
             resumed += self.recover_account(&adapter, deadline).await?.0;
+        }
+        if resumed > 0 {
+            self.wrote();
         }
         Ok(resumed)
     }
@@ -197,7 +226,9 @@ impl Engine {
                     .push(format!("{}/{}: {e}", adapter.provider(), adapter.account()));
             }
         }
-        self.wrote();
+        if report.settled > 0 {
+            self.wrote();
+        }
         report
     }
 
@@ -232,62 +263,18 @@ impl Engine {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return Ok((resumed, true));
             };
-            let id = intent.id;
-            match adapter.recovery(&intent, self.inner.clock.now()) {
-                Recovery::Expire => {
-                    let ev = IntentEvent::new(Signal::Expired, Cause::Timer);
-                    if let ApplyOutcome::Applied { .. } =
-                        self.blocking(move |l| l.apply(id, ev)).await?
-                    {
-                        resumed += 1;
-                    }
-                }
-                Recovery::Find => match tokio::time::timeout(left, adapter.find_created(&intent))
-                    .await
-                {
-                    Ok(Ok(found)) => {
-                        let event = found.unwrap_or_else(|| {
-                            IntentEvent::new(
-                                Signal::CreateFailed {
-                                    code: PROVIDER_WINDOW_PASSED.to_string(),
-                                    message: "not created at the provider within its idempotency \
-                                              window, and not found there by our key: never \
-                                              created again (a second create would be a second \
-                                              intent)"
-                                        .to_string(),
-                                },
-                                Cause::Timer,
-                            )
-                        });
-                        let applied = self.blocking(move |l| l.apply(id, event)).await?;
-                        if let ApplyOutcome::Applied { intent, .. } = applied {
-                            self.drain_parked(adapter, *intent).await?;
-                            resumed += 1;
-                        }
-                    }
-                    Ok(Err(e)) => {
-                        let note = format!("{}: {e}", e.code());
-                        self.blocking(move |l| l.note_error(id, &note)).await?;
-                    }
-                    Err(_) => return Ok((resumed, true)),
-                },
-                // Cut at the budget, a create is safe to repeat: the provider key is the same.
-                Recovery::Create => {
-                    match tokio::time::timeout(left, self.drive_create(adapter, intent)).await {
-                        Ok(Ok(i)) if i.status != IntentStatus::Created => resumed += 1,
-                        Ok(
-                            Ok(_)
-                            | Err(
-                                EngineError::RetryWithSameKey { .. } | EngineError::Provider { .. },
-                            ),
-                        ) => {}
-                        Ok(Err(e)) => return Err(e),
-                        Err(_) => return Ok((resumed, true)),
-                    }
-                }
+            // Cut at the budget, any of these is safe to repeat: a create goes under the
+            // same provider key, a look-up changes nothing.
+            match tokio::time::timeout(left, self.resume_created(adapter, intent)).await {
+                Ok(Ok(i)) if i.status != IntentStatus::Created => resumed += 1,
+                Ok(
+                    Ok(_)
+                    | Err(EngineError::RetryWithSameKey { .. } | EngineError::Provider { .. }),
+                ) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok((resumed, true)),
             }
         }
-        self.wrote();
         Ok((resumed, false))
     }
 
@@ -328,7 +315,6 @@ impl Engine {
                 Err(e) => return Err(EngineError::Internal(format!("expiry task: {e}"))),
             }
         }
-        self.wrote();
         Ok((settled, cut_short))
     }
 
@@ -454,14 +440,14 @@ impl Engine {
                 settled += 1;
             }
         }
-        self.wrote();
         Ok((settled, false))
     }
 
     /// Runs maintenance until `stop` completes: one task per account, each running its pass
     /// at once (crash recovery on start) and then every `every`, and one whole-engine task.
-    /// Each pass's report goes to `on_report`. A pass in progress finishes first, so nothing
-    /// is left half-applied.
+    /// Each pass's report goes to `on_report`. A stop cuts a pass in progress: nothing is left
+    /// half-applied, since every write is its own transaction and every step is safe to
+    /// repeat in the next pass.
     pub async fn run_maintenance(
         &self,
         every: Duration,
@@ -483,13 +469,20 @@ impl Engine {
                     tokio::select! {
                         biased;
                         () = stopped(&mut stop) => return,
-                        _ = ticks.tick() => {
-                            let report = match &adapter {
-                                Some(a) => engine.maintain_account(a).await,
-                                None => engine.maintain_shared().await,
-                            };
-                            on_report(report);
+                        _ = ticks.tick() => {}
+                    }
+                    let pass = async {
+                        match &adapter {
+                            Some(a) => engine.maintain_account(a).await,
+                            None => engine.maintain_shared().await,
                         }
+                    };
+                    // A stop cuts a pass short rather than wait out its budgets (shutdown has
+                    // a grace period of its own); every write is its own transaction.
+                    tokio::select! {
+                        biased;
+                        () = stopped(&mut stop) => return,
+                        report = pass => on_report(report),
                     }
                 }
             });

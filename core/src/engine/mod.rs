@@ -26,8 +26,8 @@ mod sink;
 
 use std::sync::Arc;
 
+pub use self::create::PROVIDER_WINDOW_PASSED;
 pub use self::feed::EventFeed;
-pub use self::maintain::PROVIDER_WINDOW_PASSED;
 pub use self::report::{Job, JobReport, MaintenanceReport, ReconcileReport};
 pub use self::settings::EngineSettings;
 use crate::clock::Clock;

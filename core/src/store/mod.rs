@@ -231,9 +231,10 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Intent>, StoreError>;
 
-    /// The creation times, oldest first, of up to `limit` intents of one account that a
-    /// reconciliation sweep must still cover at `now` (their `reconcile_until` is later),
-    /// created before `created_before`. Must cost in proportion to the intents returned.
+    /// When the provider's side was created (the hand-off's time, else the intent's
+    /// creation), oldest first, for up to `limit` intents of one account that a
+    /// reconciliation sweep must still cover at `now` (their `reconcile_until` is later), and
+    /// only those before `created_before`. Must cost in proportion to the intents returned.
     fn reconcile_open(
         &self,
         provider: Provider,

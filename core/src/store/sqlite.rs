@@ -287,6 +287,14 @@ fn insert_event(tx: &Connection, e: &NewEvent) -> Result<Option<u64>, StoreError
     to_u64(tx.last_insert_rowid()).map(Some)
 }
 
+/// Where a sweep's window for `intent` goes (see the column in `0004_reconcile.sql`).
+fn reconcile_at(intent: &Intent) -> i64 {
+    intent
+        .handed_off_at
+        .unwrap_or(intent.created_at)
+        .unix_millis()
+}
+
 fn provider_ref_key(intent: &Intent) -> Option<&str> {
     intent.provider_ref.as_ref().map(|r| r.lookup_key())
 }
@@ -355,8 +363,8 @@ impl Store for SqliteStore {
         tx.prepare_cached(
             "INSERT INTO intents (id, idempotency_key, fingerprint, provider, account, kind, status,
                                   provider_ref, expires_at, created_at, updated_at, version, body,
-                                  reconcile_until)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                  reconcile_until, reconcile_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?
         .execute(params![
             i.id.to_string(),
@@ -373,6 +381,7 @@ impl Store for SqliteStore {
             to_i64(i.version)?,
             encode(i)?,
             i.reconcile_until.map(Timestamp::unix_millis),
+            reconcile_at(i),
         ])?;
         insert_history(&tx, i.id, new.transition)?;
         let seq = insert_event(&tx, new.event)?.ok_or_else(|| {
@@ -556,9 +565,9 @@ impl Store for SqliteStore {
     ) -> Result<Vec<Timestamp>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(
-            "SELECT created_at FROM intents
-             WHERE provider = ?1 AND account = ?2 AND reconcile_until > ?3 AND created_at < ?4
-             ORDER BY created_at LIMIT ?5",
+            "SELECT reconcile_at FROM intents
+             WHERE provider = ?1 AND account = ?2 AND reconcile_until > ?3 AND reconcile_at < ?4
+             ORDER BY reconcile_at LIMIT ?5",
         )?;
         let rows = stmt.query_map(
             params![

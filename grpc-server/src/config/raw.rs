@@ -62,6 +62,11 @@ pub(super) fn file_values(text: &str) -> Result<Values, ServerConfigError> {
             toml::Value::Array(items) => items
                 .into_iter()
                 .map(|i| match i {
+                    // A list travels as comma-separated text, as on the command line.
+                    toml::Value::String(s) if s.contains(',') => Err(ServerConfigError::Invalid {
+                        field: static_key(known),
+                        reason: "an item cannot contain a comma".into(),
+                    }),
                     toml::Value::String(s) => Ok(s),
                     _ => Err(ServerConfigError::Invalid {
                         field: static_key(known),

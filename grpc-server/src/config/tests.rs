@@ -227,6 +227,19 @@ fn every_option_the_definition_declares_is_read_and_nothing_else() {
 }
 
 #[test]
+fn every_option_with_a_default_shows_it_and_a_token_with_a_comma_is_refused() {
+    let shown: Vec<String> = ServerConfig::default().as_values().into_keys().collect();
+    let mut expected: Vec<String> = ServerArgs::keys()
+        .into_iter()
+        .filter(|k| !["auth_tokens", "tls_cert", "tls_key"].contains(&k.as_str()))
+        .collect();
+    expected.sort();
+    assert_eq!(shown, expected, "options without a default in --help");
+    let e = Config::from_toml("[server]\nauth_tokens = [\"a,b\"]\n", env(&[])).unwrap_err();
+    assert!(e.to_string().contains("auth_tokens"), "{e}");
+}
+
+#[test]
 fn the_defaults_help_shows_are_the_defaults() {
     let d = ServerConfig::default();
     let again = ServerConfig {

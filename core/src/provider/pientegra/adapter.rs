@@ -23,6 +23,8 @@ use crate::types::{AccountName, Provider, Timestamp};
 const REPLAYED_UNTIL: &str = "pientegra.events.replayed_until";
 /// How far back the first replay looks, when no cursor is stored.
 const FIRST_REPLAY_LOOKBACK_MS: i64 = 24 * 60 * 60 * 1_000;
+/// Where a replay cut short by its time budget stopped.
+const REPLAY_RESUME: &str = "pientegra.events.resume";
 /// Where an intents sweep cut short by its time budget stopped.
 const SWEEP_RESUME: &str = "pientegra.intents.resume";
 /// Margin for the two clocks, on every window.
@@ -36,8 +38,8 @@ const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 60 * 60 * 1_000;
 /// How long before that window ends recovery stops creating again (the two clocks, and a
 /// create's own retries, must not straddle it).
 const IDEMPOTENCY_MARGIN_MS: i64 = 60 * 60_000;
-/// How long after an intent was recorded its create can have reached Pientegra: every retry
-/// of the request and its timeouts.
+/// How long after its last recorded attempt an intent's create can have reached Pientegra:
+/// every retry of the request and its timeouts.
 const FIND_WINDOW_MS: i64 = 10 * 60_000;
 
 /// One Pientegra account.
@@ -69,21 +71,41 @@ impl PientegraAdapter {
     }
 
     /// Asks Pientegra to send again every delivery that `FAILED` or went `DEAD` since the last
-    /// pass; they arrive signed, through the receiver, like any webhook.
+    /// pass; they arrive signed, through the receiver, like any webhook. A replay that runs
+    /// out of time keeps its place (its window and page); `Ok(false)` then.
     async fn replay_missed(
         &self,
         sink: &dyn ReconcileSink,
         stats: &mut SweepStats,
         earliest: Timestamp,
-    ) -> Result<(), SweepError> {
-        let now = sink.now();
-        let since = sink
-            .cursor(REPLAYED_UNTIL)
+    ) -> Result<bool, SweepError> {
+        let resume = sink
+            .cursor(REPLAY_RESUME)
             .await?
-            .and_then(|c| Timestamp::parse_rfc3339(&c).ok())
-            .unwrap_or_else(|| now.plus_millis(-FIRST_REPLAY_LOOKBACK_MS));
-        let mut cursor = None;
+            .and_then(|c| ReplayResume::parse(&c));
+        let (since, until, mut cursor) = match resume {
+            Some(r) => (r.since, r.until, r.page),
+            None => {
+                let now = sink.now();
+                let since = sink
+                    .cursor(REPLAYED_UNTIL)
+                    .await?
+                    .and_then(|c| Timestamp::parse_rfc3339(&c).ok())
+                    .unwrap_or_else(|| now.plus_millis(-FIRST_REPLAY_LOOKBACK_MS));
+                (since, now, None)
+            }
+        };
         loop {
+            if sink.out_of_time() {
+                stats.cut_short = true;
+                let here = ReplayResume {
+                    since,
+                    until,
+                    page: cursor,
+                };
+                sink.set_cursor(REPLAY_RESUME, here.to_string()).await?;
+                return Ok(false);
+            }
             let q = EventsQuery {
                 created_from: Some(since.plus_millis(-CLOCK_MARGIN_MS).max(earliest)),
                 delivery_statuses: vec![DeliveryStatus::Failed, DeliveryStatus::Dead],
@@ -102,8 +124,10 @@ impl PientegraAdapter {
                 None => break,
             }
         }
-        sink.set_cursor(REPLAYED_UNTIL, now.to_rfc3339()).await?;
-        Ok(())
+        // The whole window since the last replay is done: the next starts where this began.
+        sink.set_cursor(REPLAYED_UNTIL, until.to_rfc3339()).await?;
+        sink.set_cursor(REPLAY_RESUME, String::new()).await?;
+        Ok(true)
     }
 
     /// Reads the provider's settled intents over the windows that hold intents still open
@@ -200,6 +224,36 @@ fn windows(open: &[Timestamp], earliest: Timestamp) -> Vec<(Timestamp, Timestamp
     out
 }
 
+/// Where a replay cut short stopped: the window it covers, and the page inside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ReplayResume {
+    since: Timestamp,
+    until: Timestamp,
+    page: Option<String>,
+}
+
+impl ReplayResume {
+    fn parse(s: &str) -> Option<Self> {
+        let mut parts = s.splitn(3, ' ');
+        let since = Timestamp::from_unix_millis(parts.next()?.parse().ok()?);
+        let until = Timestamp::from_unix_millis(parts.next()?.parse().ok()?);
+        let page = parts.next().filter(|p| !p.is_empty()).map(str::to_string);
+        Some(ReplayResume { since, until, page })
+    }
+}
+
+impl std::fmt::Display for ReplayResume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {}",
+            self.since.unix_millis(),
+            self.until.unix_millis(),
+            self.page.as_deref().unwrap_or("")
+        )
+    }
+}
+
 /// Where a sweep cut short stopped: the window's start, and the page cursor inside it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Resume {
@@ -286,7 +340,9 @@ impl Adapter for PientegraAdapter {
             loop {
                 let q = IntentsQuery {
                     created_from: Some(intent.created_at.plus_millis(-CLOCK_MARGIN_MS)),
-                    created_to: Some(intent.created_at.plus_millis(FIND_WINDOW_MS)),
+                    // Until the last attempt recorded on it (each failed create notes one), and
+                    // the time such an attempt may have taken to reach Pientegra.
+                    created_to: Some(intent.updated_at.plus_millis(FIND_WINDOW_MS)),
                     cursor: cursor.take(),
                     limit: Some(PAGE),
                     ..Default::default()
@@ -369,8 +425,10 @@ impl Adapter for PientegraAdapter {
     ) -> BoxFuture<'a, Result<(), SweepError>> {
         Box::pin(async move {
             let earliest = sink.now().plus_millis(-self.sweep.max_window_ms);
-            self.replay_missed(sink, stats, earliest).await?;
-            self.settle_windows(sink, stats, earliest).await
+            if self.replay_missed(sink, stats, earliest).await? {
+                self.settle_windows(sink, stats, earliest).await?;
+            }
+            Ok(())
         })
     }
 }
@@ -399,6 +457,12 @@ mod tests {
 
     #[test]
     fn a_resume_cursor_round_trips() {
+        let r = ReplayResume {
+            since: t(1),
+            until: t(2),
+            page: Some("opaque==".into()),
+        };
+        assert_eq!(ReplayResume::parse(&r.to_string()), Some(r));
         for r in [
             Resume {
                 from: t(3),

@@ -9,7 +9,9 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::parked::apply_park;
-use super::{SqliteStore, encode, insert_event, insert_history, provider_ref_key, to_i64};
+use super::{
+    SqliteStore, encode, insert_event, insert_history, provider_ref_key, reconcile_at, to_i64,
+};
 use crate::error::StoreError;
 use crate::intent::Intent;
 use crate::lifecycle::Transition;
@@ -41,7 +43,7 @@ fn apply_commit(tx: &Connection, c: &OwnedCommit) -> Result<CommitOutcome, Store
                 .prepare_cached(
                     "UPDATE intents SET status = ?1, provider_ref = ?2, expires_at = ?3,
                                         updated_at = ?4, version = ?5, body = ?6,
-                                        reconcile_until = ?9
+                                        reconcile_until = ?9, reconcile_at = ?10
                      WHERE id = ?7 AND version = ?8",
                 )?
                 .execute(params![
@@ -54,6 +56,7 @@ fn apply_commit(tx: &Connection, c: &OwnedCommit) -> Result<CommitOutcome, Store
                     id,
                     to_i64(c.expected_version)?,
                     intent.reconcile_until.map(Timestamp::unix_millis),
+                    reconcile_at(intent),
                 ])?;
             if changed == 0 {
                 return Ok(CommitOutcome::VersionConflict);
