@@ -1,26 +1,17 @@
 //! A create the client gives up on while Pientegra holds it in flight (`create_hold_ms`): the
 //! server drops its handler with the connection, and the key must not stay claimed forever.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::post_control;
 use intentkit_core::{ManualClock, Timestamp};
 use intentkit_sandbox::pientegra::{Config, Simulator};
 use serde_json::{Value, json};
 
 const KEY: &str = "0198c0de-0000-7000-8000-000000000001";
-
-async fn post_control(root: &str, path: &str, body: Value) -> u16 {
-    reqwest::Client::new()
-        .post(format!("{root}/_control/{path}"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
 
 fn create(sim: &Simulator, body: &Value) -> reqwest::RequestBuilder {
     reqwest::Client::new()
