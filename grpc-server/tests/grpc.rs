@@ -1,96 +1,27 @@
 //! The gRPC façade end to end: a tonic client against the server on ephemeral ports, with
 //! both provider simulators delivering signed webhooks and callbacks over real HTTP.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::*;
 use intentkit_grpc_server::{Listeners, Server, open_engine, sandbox};
 use intentkit_proto::v1;
 use intentkit_proto::v1::intent_service_client::IntentServiceClient;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Status};
 use tonic_types::StatusExt;
 
-type AddToken = Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send>;
-type Client = IntentServiceClient<InterceptedService<Channel, AddToken>>;
-
-struct Harness {
-    server: Option<Server>,
-    sims: sandbox::Simulators,
-    _dir: tempfile::TempDir,
-    database: std::path::PathBuf,
-}
-
-fn loopback() -> std::net::SocketAddr {
-    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
+/// The server as these tests want it: maintenance often enough to see within a test, and a
+/// shutdown grace long enough for a 2-core machine.
 async fn start() -> Harness {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = sandbox::server_config(dir.path());
-    config.grpc_addr = loopback();
-    config.http_addr = loopback();
-    config.metrics_addr = Some(loopback());
-    config.maintenance_interval_ms = 500;
-    config.shutdown_grace_ms = 5_000;
-    let listeners = Listeners::bind(&config).await.unwrap();
-    let (sims, config) =
-        sandbox::start_simulators(config, &listeners, sandbox::SimulatorAddrs::ephemeral())
-            .await
-            .unwrap();
-    let engine = open_engine(&config).unwrap();
-    let server = Server::start_on(&config.server, engine, listeners)
-        .await
-        .unwrap();
-    Harness {
-        database: config.server.database.clone(),
-        server: Some(server),
-        sims,
-        _dir: dir,
-    }
-}
-
-impl Harness {
-    fn server(&self) -> &Server {
-        self.server.as_ref().unwrap()
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.server().grpc_addr()))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
-    async fn client_with(&self, token: Option<&'static str>) -> Client {
-        let auth: AddToken = Box::new(move |mut r: Request<()>| {
-            if let Some(t) = token {
-                r.metadata_mut()
-                    .insert("authorization", format!("Bearer {t}").parse().unwrap());
-            }
-            Ok(r)
-        });
-        IntentServiceClient::with_interceptor(self.channel().await, auth)
-    }
-
-    async fn client(&self) -> Client {
-        self.client_with(Some(sandbox::SANDBOX_TOKEN)).await
-    }
-}
-
-fn deposit(key: &str, amount: i64) -> v1::CreateDepositRequest {
-    v1::CreateDepositRequest {
-        idempotency_key: key.into(),
-        account: sandbox::PIENTEGRA_ACCOUNT.into(),
-        amount_minor: amount,
-        currency: "TRY".into(),
-        reference: format!("order-{key}"),
-        user_id: "user-1".into(),
-        ..Default::default()
-    }
+    common::start(|c| {
+        c.maintenance_interval_ms = 500;
+        c.shutdown_grace_ms = 5_000;
+    })
+    .await
 }
 
 fn pientegra_id(i: &v1::Intent) -> String {
@@ -296,10 +227,9 @@ async fn a_deposit_flows_through_every_rpc_with_the_webhook_over_http() {
     assert_eq!(rest.acked_seq, last);
 
     // Metrics saw the requests, the webhook, and (tailing the outbox each second) the events.
-    let url = format!("http://{}/metrics", h.server().metrics_addr().unwrap());
     let mut m = String::new();
     for _ in 0..40 {
-        m = reqwest::get(&url).await.unwrap().text().await.unwrap();
+        m = h.metrics().await;
         if m.contains(r#"intentkit_outbox_events_total{type="intent.approved"} 1"#)
             && m.contains(r#"intentkit_outbox_lag_events{consumer="ledger"} 0"#)
         {

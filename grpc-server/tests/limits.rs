@@ -5,102 +5,37 @@
 //! over the size limit are refused; calls past the timeout are cancelled; and every gRPC call
 //! is counted by method and code.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use intentkit_grpc_server::{Listeners, Server, ServerConfig, open_engine, sandbox};
+use common::*;
+use intentkit_grpc_server::{ServerConfig, sandbox};
 use intentkit_proto::v1;
-use intentkit_proto::v1::intent_service_client::IntentServiceClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tonic::service::interceptor::InterceptedService;
+use tonic::Code;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
-
-type AddToken = fn(Request<()>) -> Result<Request<()>, Status>;
-type Client = IntentServiceClient<InterceptedService<Channel, AddToken>>;
 
 /// What every slow-client test allows on top of the configured timeout: a busy 2-core machine.
 const SLACK: Duration = Duration::from_secs(2);
 
-struct Harness {
-    server: Option<Server>,
-    sims: sandbox::Simulators,
-    database: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
+/// The server with `tune` applied, and a shutdown grace past every in-flight request here.
 async fn start(tune: impl FnOnce(&mut ServerConfig)) -> Harness {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = sandbox::server_config(dir.path());
-    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    config.grpc_addr = loopback;
-    config.http_addr = loopback;
-    config.metrics_addr = Some(loopback);
-    config.shutdown_grace_ms = 10_000;
-    tune(&mut config);
-    let listeners = Listeners::bind(&config).await.unwrap();
-    let (sims, config) =
-        sandbox::start_simulators(config, &listeners, sandbox::SimulatorAddrs::ephemeral())
-            .await
-            .unwrap();
-    let engine = open_engine(&config).unwrap();
-    let server = Server::start_on(&config.server, engine, listeners)
-        .await
-        .unwrap();
-    Harness {
-        server: Some(server),
-        sims,
-        database: config.server.database.clone(),
-        _dir: dir,
-    }
-}
-
-fn add_token(mut r: Request<()>) -> Result<Request<()>, Status> {
-    let value = format!("Bearer {}", sandbox::SANDBOX_TOKEN);
-    r.metadata_mut()
-        .insert("authorization", value.parse().unwrap());
-    Ok(r)
+    common::start(|c| {
+        c.shutdown_grace_ms = 10_000;
+        tune(c);
+    })
+    .await
 }
 
 impl Harness {
-    fn server(&self) -> &Server {
-        self.server.as_ref().unwrap()
-    }
-
-    async fn client(&self) -> Client {
-        let channel = Channel::from_shared(format!("http://{}", self.server().grpc_addr()))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        IntentServiceClient::with_interceptor(channel, add_token as AddToken)
-    }
-
-    async fn metrics(&self) -> String {
-        let addr = self.server().metrics_addr().unwrap();
-        reqwest::get(format!("http://{addr}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    }
-
     /// A pending deposit: (our id, Pientegra's id, its reference number).
     async fn deposit(&self, key: &str) -> (String, String, String) {
         let i = self
             .client()
             .await
-            .create_deposit(v1::CreateDepositRequest {
-                idempotency_key: key.into(),
-                account: sandbox::PIENTEGRA_ACCOUNT.into(),
-                amount_minor: 10_000,
-                currency: "TRY".into(),
-                reference: format!("order-{key}"),
-                user_id: "user-1".into(),
-                ..Default::default()
-            })
+            .create_deposit(deposit(key, 10_000))
             .await
             .unwrap()
             .into_inner();
@@ -517,7 +452,7 @@ async fn grpc_connections_past_the_cap_wait_and_silent_sockets_are_closed_at_the
         let channel = Channel::from_shared(format!("http://{addr}"))
             .unwrap()
             .connect_lazy();
-        let mut c = IntentServiceClient::with_interceptor(channel, add_token as AddToken);
+        let mut c = client_on(channel, Some(sandbox::SANDBOX_TOKEN));
         let started = Instant::now();
         let r = c
             .get_intent(v1::GetIntentRequest {
