@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use intentkit_bench::{bench_dir, env_usize, median, plain_insert_rate};
+use intentkit_bench::{bench_dir, env_usize, median, plain_insert_rate, scratch_dir};
 use intentkit_core::lifecycle::{self, Step};
 use intentkit_core::{
     AccountName, Cause, Currency, DepositRequest, IdempotencyKey, Intent, IntentEvent, IntentId,
@@ -137,9 +137,7 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` would pass nothing useful either.
     let rounds = env_usize("BENCH_ROUNDS", 3).max(1);
     let intents = env_usize("BENCH_INTENTS", 500).max(1);
-    let root = bench_dir();
-    std::fs::create_dir_all(&root).expect("bench dir");
-    let dir = tempfile::tempdir_in(&root).expect("tempdir");
+    let dir = scratch_dir();
 
     let in_memory = in_memory_rate();
 
@@ -182,7 +180,7 @@ fn main() {
         durable / baseline,
         verdict(durable / baseline >= 0.5)
     );
-    println!("  disk: {}", root.display());
+    println!("  disk: {}", bench_dir().display());
     println!("  reproduce: cargo bench -p intentkit-bench --bench core_lifecycle");
 }
 

@@ -16,21 +16,16 @@ use std::time::{Duration, Instant};
 
 use intentkit_bench::webhooks::{deliver, setup, webhooks};
 use intentkit_bench::{
-    Steal, bench_dir, env_usize, ms, open_loop, percentile, plain_insert, plain_insert_table,
-    plain_inserts,
+    Steal, env_usize, ms, open_loop, percentile, plain_insert, plain_insert_table, plain_inserts,
+    runtime, scratch_dir,
 };
 use intentkit_core::AccountName;
 
 fn main() {
     let n = env_usize("BENCH_WEBHOOKS", 1_000).max(10);
     let windows = env_usize("BENCH_WINDOWS", 3).max(1);
-    let root = bench_dir();
-    std::fs::create_dir_all(&root).expect("bench dir");
-    let dir = tempfile::tempdir_in(&root).expect("tempdir");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let dir = scratch_dir();
+    let rt = runtime();
     let account = AccountName::new("tr-main").expect("account");
 
     let (peak_engine, peak_ids) = setup(dir.path(), "peak", n, |_| {});

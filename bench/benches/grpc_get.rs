@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use intentkit_bench::{bench_dir, env_usize, ms, percentile};
+use intentkit_bench::{env_usize, ms, percentile, scratch_dir};
 use intentkit_proto::v1;
 use intentkit_proto::v1::intent_service_client::IntentServiceClient;
 use intentkit_proto::v1::intent_service_server::{IntentService, IntentServiceServer};
@@ -312,10 +312,7 @@ async fn load(target: &Target, seconds: u64) -> Run {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = intentkit_bench::runtime();
     match std::env::var("BENCH_ROLE").as_deref() {
         Ok("intentkit") => {
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -327,7 +324,7 @@ fn main() {
     let seconds = env_usize("BENCH_SECONDS", 5) as u64;
     runtime.block_on(async {
         // Declared before the children, so it is removed after they are killed.
-        let dir = tempfile::tempdir_in(bench_dir()).expect("dir");
+        let dir = scratch_dir();
         let echo = spawn("echo", dir.path());
         let intentkit = spawn("intentkit", dir.path());
         tokio::time::sleep(Duration::from_millis(300)).await;

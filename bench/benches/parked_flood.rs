@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use intentkit_bench::webhooks::{deliver, setup, webhooks};
-use intentkit_bench::{OpenLoop, bench_dir, env_usize, ms, open_loop, percentile};
+use intentkit_bench::{OpenLoop, env_usize, ms, open_loop, percentile, runtime, scratch_dir};
 use intentkit_core::provider::Secret;
 use intentkit_core::provider::config::{DecentroAccount, HttpSettings, PientegraAccount};
 use intentkit_core::provider::pientegra::WebhookSecrets;
@@ -128,13 +128,8 @@ fn report(name: &str, o: &OpenLoop, baseline_p99: Option<Duration>) {
 fn main() {
     let n = env_usize("BENCH_WEBHOOKS", 1_000).max(10);
     let rate = env_usize("BENCH_RATE", 300).max(1);
-    let root = bench_dir();
-    std::fs::create_dir_all(&root).expect("bench dir");
-    let dir = tempfile::tempdir_in(&root).expect("tempdir");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let dir = scratch_dir();
+    let rt = runtime();
     let cap = EngineSettings::default().parked_cap_per_account;
     let (engine, ids) = setup(dir.path(), "flood", n * 4, |p| {
         let name = AccountName::new(UNSIGNED).expect("account");

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use intentkit_bench::webhooks::{setup, webhooks};
-use intentkit_bench::{Steal, bench_dir, env_usize, ms, percentile};
+use intentkit_bench::{Steal, env_usize, ms, percentile, runtime, scratch_dir};
 use intentkit_grpc_server::{Server, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -241,9 +241,7 @@ fn main() {
     let slow = env_usize("BENCH_SLOW", 500);
     let clients = env_usize("BENCH_CLIENTS", 4).max(1);
     let header_timeout_ms = env_usize("BENCH_HEADER_TIMEOUT_MS", 1_000) as u64;
-    let root = bench_dir();
-    std::fs::create_dir_all(&root).expect("bench dir");
-    let dir = tempfile::tempdir_in(&root).expect("tempdir");
+    let dir = scratch_dir();
 
     let total = per_phase * windows * 2;
     eprintln!("setting up {total} pending deposits...");
@@ -251,10 +249,7 @@ fn main() {
     let (engine, ids) = setup(dir.path(), "receiver_slow", total, |_| {});
     eprintln!("  done in {:.1} s", started.elapsed().as_secs_f64());
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async move {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         let config = ServerConfig {

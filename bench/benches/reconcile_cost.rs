@@ -141,10 +141,7 @@ fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = intentkit_bench::runtime();
     println!(
         "reconciliation cost per pass (Pientegra, one account, 100 open intents in 10 bursts over a week)"
     );

@@ -58,6 +58,21 @@ pub fn bench_dir() -> PathBuf {
     )
 }
 
+/// A fresh directory under [`bench_dir`], removed when dropped: the disk every figure is on.
+pub fn scratch_dir() -> tempfile::TempDir {
+    let root = bench_dir();
+    std::fs::create_dir_all(&root).expect("bench dir");
+    tempfile::tempdir_in(&root).expect("tempdir")
+}
+
+/// The multi-threaded runtime a bench drives its engine, receiver or server from.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// A whole-number environment setting, or its default.
 pub fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
