@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use intentkit_grpc_server::{Listeners, Server, open_engine, sandbox};
+use intentkit_grpc_server::sandbox;
 use intentkit_proto::v1;
 use intentkit_proto::v1::intent_service_client::IntentServiceClient;
 use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
 /// The server as these tests want it: maintenance often enough to see within a test, and a
@@ -790,22 +790,13 @@ async fn tls_from_config_serves_only_tls_clients() {
         ],
     );
 
-    let mut config = sandbox::server_config(d);
-    config.grpc_addr = loopback();
-    config.http_addr = loopback();
-    config.metrics_addr = None;
-    config.tls_cert = Some(d.join("server.pem"));
-    config.tls_key = Some(d.join("server.key"));
-    let listeners = Listeners::bind(&config).await.unwrap();
-    let (sims, config) =
-        sandbox::start_simulators(config, &listeners, sandbox::SimulatorAddrs::ephemeral())
-            .await
-            .unwrap();
-    let engine = open_engine(&config).unwrap();
-    let server = Server::start_on(&config.server, engine, listeners)
-        .await
-        .unwrap();
-    let addr = server.grpc_addr();
+    let mut h = common::start(|c| {
+        c.metrics_addr = None;
+        c.tls_cert = Some(d.join("server.pem"));
+        c.tls_key = Some(d.join("server.key"));
+    })
+    .await;
+    let addr = h.server().grpc_addr();
 
     let ca = tonic::transport::Certificate::from_pem(std::fs::read(d.join("ca.pem")).unwrap());
     let tls = tonic::transport::ClientTlsConfig::new()
@@ -818,15 +809,7 @@ async fn tls_from_config_serves_only_tls_clients() {
         .connect()
         .await
         .unwrap();
-    let mut client = IntentServiceClient::with_interceptor(channel, |mut r: Request<()>| {
-        r.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", sandbox::SANDBOX_TOKEN)
-                .parse()
-                .unwrap(),
-        );
-        Ok(r)
-    });
+    let mut client = client_on(channel, Some(sandbox::SANDBOX_TOKEN));
     let created = client
         .create_deposit(deposit("tls-1", 10_000))
         .await
@@ -847,7 +830,8 @@ async fn tls_from_config_serves_only_tls_clients() {
                 .is_err()
         );
     }
+    let server = h.server.take().unwrap();
     server.shutdown();
     assert!(server.wait().await.is_empty());
-    sims.shutdown();
+    h.sims.shutdown();
 }
