@@ -2,13 +2,16 @@
 # The C and PHP bindings' tests, against the Pientegra and Decentro simulators:
 #  - C: the example and the test suite, compiled with -Wall -Wextra -Werror, the suite run
 #    under valgrind (no definite leaks, no invalid access: any error fails the run);
-#  - PHP: the class's flow test, 4 processes on one SQLite file, and a 10,000-call memory test.
-# Called by scripts/test.sh after `cargo build`; needs gcc, valgrind and php-cli with FFI.
+#  - PHP: the class's flow test, 4 processes on one SQLite file, and a 10,000-call memory test;
+#  - Go: the gRPC client against the real intentkitd (bindings/go/test.sh).
+# Called by scripts/test.sh after `cargo build`; needs gcc, valgrind, php-cli with FFI, Go and
+# protoc. One build of intentkitd ($INTENTKITD) serves every suite that needs a server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-$PWD/target}/debug
-cargo build -q --locked -p intentkit-ffi -p intentkit-sandbox
+cargo build -q --locked -p intentkit-ffi -p intentkit-sandbox -p intentkit-grpc-server
 export LD_LIBRARY_PATH="$target${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export INTENTKITD="$target/intentkitd"
 
 work=$(mktemp -d)
 sim_pid=""
@@ -62,3 +65,8 @@ echo "== PHP (FFI)"
 php -r 'exit(extension_loaded("FFI") ? 0 : 1);' || { echo "php's FFI extension is not enabled" >&2; exit 1; }
 config "$work/php.toml" "$work/php.db"
 INTENTKIT_LIB="$target/libintentkit.so" php bindings/php/tests/run.php "$work/php.toml" "$p_root"
+
+echo "== Go (gRPC client)"
+start=$SECONDS
+bash bindings/go/test.sh
+echo "go: $((SECONDS - start)) s"

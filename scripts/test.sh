@@ -8,7 +8,7 @@ need() { command -v "$1" >/dev/null 2>&1 || { echo "missing $1: $2" >&2; exit 1;
 need cargo "install Rust (rustup) first"
 
 # Debian packages the suites use: Chromium and its driver for the hosted-page browser test;
-# php-cli (with FFI) and valgrind for the bindings' tests.
+# php-cli (with FFI) and valgrind for the bindings' tests; protoc for the Go client.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
@@ -16,6 +16,9 @@ command -v php >/dev/null 2>&1 || missing+=(php-cli)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 command -v gcc >/dev/null 2>&1 || missing+=(gcc)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# protoc with the well-known types, for the Go stubs' drift check and Java's codegen.
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/timestamp.proto ] || missing+=(libprotobuf-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
   echo "installing ${missing[*]} from Debian"
