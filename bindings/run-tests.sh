@@ -3,9 +3,10 @@
 #  - C: the example and the test suite, compiled with -Wall -Wextra -Werror, the suite run
 #    under valgrind (no definite leaks, no invalid access: any error fails the run);
 #  - PHP: the class's flow test, 4 processes on one SQLite file, and a 10,000-call memory test;
-#  - Go: the gRPC client against the real intentkitd (bindings/go/test.sh).
-# Called by scripts/test.sh after `cargo build`; needs gcc, valgrind, php-cli with FFI, Go and
-# protoc. One build of intentkitd ($INTENTKITD) serves every suite that needs a server.
+#  - Go: the gRPC client against the real intentkitd (bindings/go/test.sh);
+#  - Java: the same over Maven (stubs generated at build time), JUnit 5.
+# Called by scripts/test.sh after `cargo build`; needs gcc, valgrind, php-cli with FFI, Go,
+# protoc, Java 17 and Maven. One build of intentkitd ($INTENTKITD) serves every suite that needs a server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-$PWD/target}/debug
@@ -70,3 +71,9 @@ echo "== Go (gRPC client)"
 start=$SECONDS
 bash bindings/go/test.sh
 echo "go: $((SECONDS - start)) s"
+
+echo "== Java (gRPC client, Maven)"
+start=$SECONDS
+(cd bindings/java && mvn -B -ntp test) >"$work/java.txt" 2>&1 || { cat "$work/java.txt"; exit 1; }
+grep -E '^\[(INFO|WARNING)\] Tests run: [0-9]+, Failures: 0, Errors: 0, Skipped: [0-9]+$' "$work/java.txt" | tail -1
+echo "java: $((SECONDS - start)) s"
