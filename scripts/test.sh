@@ -32,8 +32,13 @@ cargo test --workspace --locked
 # The committed C and PHP headers are what the code generates (fails on drift).
 cargo test -q --locked -p intentkit-ffi --features headers --test headers
 
-# The C and PHP bindings against the simulators (C under valgrind).
+# The C and PHP bindings against the simulators (C under valgrind); the Go and Java clients
+# against the real intentkitd (built once there, shared by every suite that needs a server).
 bash bindings/run-tests.sh
+
+# The schema's compatibility (buf lint, buf breaking against the previous commit) and the
+# server's reflection and health, with grpcurl and grpc-health-probe.
+INTENTKITD="${CARGO_TARGET_DIR:-$PWD/target}/debug/intentkitd" bash scripts/grpc-tools.sh
 
 # The main job, twice on one database file: the second run must replay every create, apply
 # nothing new, and find the outbox fully acknowledged (exactly once across processes).

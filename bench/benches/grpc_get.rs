@@ -3,8 +3,11 @@
 //! time each, alternating echo and intentkit twice. Each server runs in its own child process
 //! (this binary, re-executed), so that its RSS can be read idle and under load.
 //!
+//! Then the Go client (`bindings/go`, driven by `bench/go`) against the same intentkit server,
+//! alternating with this Rust client, at the same 64 in flight over 4 connections.
+//!
 //! Run: `cargo bench -p intentkit-bench --bench grpc_get`
-//! (`BENCH_SECONDS`, default 5, is the length of each measured window.)
+//! (`BENCH_SECONDS`, default 5, is the length of each measured window; the Go part needs `go`.)
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -362,5 +365,68 @@ fn main() {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        go_beside_rust(&intentkit, dir.path(), seconds).await;
     });
+}
+
+/// The Go client's GetIntent rate beside the Rust client's, against the same server.
+async fn go_beside_rust(target: &Target, dir: &std::path::Path, seconds: u64) {
+    let exe = dir.join("getload");
+    let built = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&exe)
+        .arg(".")
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/go"))
+        .status();
+    if !matches!(built, Ok(s) if s.success()) {
+        println!("Go client: not measured (`go build` in bench/go failed or go is missing)");
+        return;
+    }
+    println!("GetIntent from the Go client (bindings/go) beside the Rust client, same server");
+    let mut ratios = Vec::new();
+    for round in 1..=2 {
+        let r = load(target, seconds).await;
+        let mut child = Command::new(&exe)
+            .args(["-addr", &target.addr, "-token", TOKEN, "-seconds"])
+            .arg(seconds.to_string())
+            .args(["-concurrency", &CONCURRENCY.to_string()])
+            .args(["-connections", &CONNECTIONS.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("getload");
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin
+                .write_all(target.ids.join("\n").as_bytes())
+                .expect("ids");
+        }
+        let out = child.wait_with_output().expect("getload output");
+        assert!(out.status.success(), "getload failed");
+        let line = String::from_utf8_lossy(&out.stdout);
+        let f: Vec<f64> = line
+            .split_whitespace()
+            .map(|v| v.parse().expect("number"))
+            .collect();
+        let ratio = f[0] / r.rps;
+        ratios.push(ratio);
+        println!(
+            "round {round}: rust {:>8.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms | go {:>8.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms | go/rust {ratio:.2}x",
+            r.rps,
+            ms(r.p50),
+            ms(r.p99),
+            f[0],
+            f[1],
+            f[2],
+        );
+    }
+    println!(
+        "ratio go/rust: {}",
+        ratios
+            .iter()
+            .map(|r| format!("{r:.2}x"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }

@@ -187,6 +187,8 @@ impl Server {
             .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(intentkit_proto::FILE_DESCRIPTOR_SET)
+            // So `grpcurl list` shows health too, and tools can call it by reflection alone.
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .map_err(|e| StartError::Reflection(e.to_string()))?;
         let mut builder = tonic::transport::Server::builder()
