@@ -7,6 +7,19 @@ bash generate.sh --check
 unformatted=$(gofmt -l .)
 [ -z "$unformatted" ] || { echo "gofmt: $unformatted" >&2; exit 1; }
 go vet ./...
+# The README's Go snippet compiles as pasted (inside a main with ctx and a credit function).
+snippet=$(mktemp -d -p . readme-snippet.XXXX)
+trap 'rm -rf "$snippet"' EXIT
+{
+  printf 'package main\n\nimport (\n\t"context"\n\t"fmt"\n\t"log"\n\n'
+  printf '\tintentkit "github.com/intentkit/intentkit/bindings/go"\n'
+  printf '\tintentkitv1 "github.com/intentkit/intentkit/bindings/go/gen/intentkit/v1"\n)\n\n'
+  printf 'func credit(*intentkit.Event) error { return nil }\n\nfunc main() {\n\tctx := context.Background()\n'
+  awk '/^```go$/{on=1; next} on && /^```$/{exit} on' ../../README.md
+  printf '\t_ = err\n}\n'
+} >"$snippet/main.go"
+go vet "./$snippet" || { cat -n "$snippet/main.go" >&2; exit 1; }
+rm -rf "$snippet"
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 if ! go test -race -count=1 -v ./... >"$out" 2>&1; then
