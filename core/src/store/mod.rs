@@ -3,12 +3,16 @@
 //! decided, atomically, and enforces the invariants a database can enforce better than code
 //! (unique idempotency keys, one provider intent per intent, one event per business key).
 //!
-//! A PostgreSQL store implements the same trait; every SQL dialect detail stays inside its
-//! module. The one subtle duty of any implementation is outbox order: an event with a higher
-//! `seq` must never become visible before one with a lower `seq`, or a consumer reading "after
-//! my cursor" could skip it. SQLite's single writer gives that for free; a PostgreSQL store
-//! must serialize outbox inserts (or publish seqs at commit) to keep it.
+//! [`postgres::PostgresStore`] (feature `postgres`) implements the same trait for several
+//! instances on one database; every SQL dialect detail stays inside its module. The one
+//! subtle duty of any implementation is outbox order: an event with a higher `seq` must never
+//! become visible before one with a lower `seq`, or a consumer reading "after my cursor" could
+//! skip it. SQLite's single writer gives that for free; the PostgreSQL store assigns seqs as
+//! each transaction's last step, in commit order.
 
+pub(crate) mod group;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 use crate::error::StoreError;

@@ -802,7 +802,7 @@ impl Store for SqliteStore {
 mod commit;
 mod parked;
 
-use self::commit::{Group, OwnedCommit, Write, Written};
 use self::parked::{PARKED_COLUMNS, park_verdict, query_parked};
+use super::group::{Group, OwnedCommit, Write, Written};
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,5 @@
-//! Writes through group commit: decided changes to intents and parked signals. Writes that
-//! arrive while another batch is being written wait, and the next leader writes them all in
-//! one transaction, each in its own savepoint, with one fsync.
-
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+//! Writes through group commit (`store::group`): decided changes to intents and parked
+//! signals, each batch in one SQLite transaction with a savepoint per write.
 
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -13,11 +8,9 @@ use super::{
     SqliteStore, encode, insert_event, insert_history, provider_ref_key, reconcile_at, to_i64,
 };
 use crate::error::StoreError;
-use crate::intent::Intent;
-use crate::lifecycle::Transition;
-use crate::outbox::NewEvent;
-use crate::store::{Commit, CommitOutcome, ParkOutcome, ParkedEvent};
-use crate::types::{IntentId, Provider, Timestamp};
+use crate::store::CommitOutcome;
+use crate::store::group::{OwnedCommit, Write, Written, copy_error};
+use crate::types::Timestamp;
 
 fn apply_commit(tx: &Connection, c: &OwnedCommit) -> Result<CommitOutcome, StoreError> {
     let id = c.intent_id.to_string();
@@ -88,56 +81,6 @@ fn apply_commit(tx: &Connection, c: &OwnedCommit) -> Result<CommitOutcome, Store
     Ok(CommitOutcome::Committed { seq })
 }
 
-/// A [`Commit`] with its data owned, so that another thread can write it (group commit).
-#[derive(Debug)]
-pub(super) struct OwnedCommit {
-    pub(super) intent_id: IntentId,
-    pub(super) expected_version: u64,
-    pub(super) update: Option<(Intent, Transition)>,
-    pub(super) event: NewEvent,
-    pub(super) delivery: Option<(Provider, String)>,
-    pub(super) now: Timestamp,
-}
-
-impl From<Commit<'_>> for OwnedCommit {
-    fn from(c: Commit<'_>) -> Self {
-        OwnedCommit {
-            intent_id: c.intent_id,
-            expected_version: c.expected_version,
-            update: c.update.map(|(i, t)| (i.clone(), t.clone())),
-            event: c.event.clone(),
-            delivery: c.delivery.map(|d| (d.provider, d.event_id.to_string())),
-            now: c.now,
-        }
-    }
-}
-
-/// One write that goes through group commit.
-#[derive(Debug)]
-pub(super) enum Write {
-    /// A decided change to an intent.
-    Commit(Box<OwnedCommit>),
-    /// A provider event to keep, under its account's cap.
-    Park { event: Box<ParkedEvent>, cap: usize },
-}
-
-/// What a grouped write did.
-#[derive(Debug)]
-pub(super) enum Written {
-    Commit(CommitOutcome),
-    Park(ParkOutcome),
-}
-
-impl Written {
-    /// Whether its savepoint is kept (anything else wrote nothing and is rolled back).
-    fn keeps_savepoint(&self) -> bool {
-        matches!(
-            self,
-            Written::Commit(CommitOutcome::Committed { .. }) | Written::Park(ParkOutcome::Parked)
-        )
-    }
-}
-
 fn apply_write(tx: &Connection, w: &Write) -> Result<Written, StoreError> {
     match w {
         Write::Commit(c) => apply_commit(tx, c).map(Written::Commit),
@@ -145,93 +88,15 @@ fn apply_write(tx: &Connection, w: &Write) -> Result<Written, StoreError> {
     }
 }
 
-/// Group commit: writes that arrive while another is being written wait, and the next
-/// leader writes them all in one transaction, each in its own savepoint, with one fsync. Under
-/// load this turns a queue of N fsyncs into one, which is what keeps the tail latency of
-/// webhook handling close to a single commit's.
-#[derive(Debug, Default)]
-pub(super) struct Group {
-    state: Mutex<GroupState>,
-    done: Condvar,
-    /// Transactions written, and the writes they carried (for tests and diagnostics).
-    stats: GroupStats,
-}
-
-/// Counters of group commit.
-#[derive(Debug, Default)]
-struct GroupStats {
-    transactions: AtomicUsize,
-    writes: AtomicUsize,
-}
-
-#[derive(Debug, Default)]
-struct GroupState {
-    queue: Vec<(u64, Write)>,
-    results: HashMap<u64, Result<Written, StoreError>>,
-    leading: bool,
-    next: u64,
-}
-
-impl Group {
-    fn lock(&self) -> MutexGuard<'_, GroupState> {
-        // The state is plain data updated under the lock; a panic elsewhere cannot corrupt it.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-fn copy_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Busy => StoreError::Busy,
-        StoreError::Constraint(m) => StoreError::Constraint(m.clone()),
-        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
-        other => StoreError::Backend(other.to_string()),
-    }
-}
-
 impl SqliteStore {
     /// How many transactions group commit has written, and how many writes they carried: with
     /// concurrent writers the second number grows faster than the first.
     pub fn group_commit_stats(&self) -> (usize, usize) {
-        (
-            self.group.stats.transactions.load(Ordering::Relaxed),
-            self.group.stats.writes.load(Ordering::Relaxed),
-        )
+        self.group.stats()
     }
 
     pub(super) fn group_write(&self, write: Write) -> Result<Written, StoreError> {
-        let mut state = self.group.lock();
-        let ticket = state.next;
-        state.next += 1;
-        state.queue.push((ticket, write));
-        loop {
-            if let Some(result) = state.results.remove(&ticket) {
-                return result;
-            }
-            if state.leading {
-                state = self
-                    .group
-                    .done
-                    .wait(state)
-                    .unwrap_or_else(|p| p.into_inner());
-                continue;
-            }
-            state.leading = true;
-            let batch = std::mem::take(&mut state.queue);
-            drop(state);
-            let tickets: Vec<u64> = batch.iter().map(|(t, _)| *t).collect();
-            let results =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.write_batch(batch)))
-                    .unwrap_or_else(|_| {
-                        tickets
-                            .iter()
-                            .map(|t| (*t, Err(StoreError::Backend("a commit panicked".into()))))
-                            .collect()
-                    });
-            state = self.group.lock();
-            state.results.extend(results);
-            state.leading = false;
-            self.group.done.notify_all();
-        }
+        self.group.write(write, |batch| self.write_batch(batch))
     }
 
     /// Writes a batch in one transaction: each write in a savepoint, released if it wrote and
@@ -242,14 +107,7 @@ impl SqliteStore {
         batch: Vec<(u64, Write)>,
     ) -> Vec<(u64, Result<Written, StoreError>)> {
         let mut conn = self.writer();
-        self.group
-            .stats
-            .transactions
-            .fetch_add(1, Ordering::Relaxed);
-        self.group
-            .stats
-            .writes
-            .fetch_add(batch.len(), Ordering::Relaxed);
+        self.group.count_batch(batch.len());
         let mut tx = match conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         {
             Ok(tx) => tx,
