@@ -199,7 +199,7 @@ impl Metrics {
             self.maintenance_backlog
                 .get_or_create(&labels)
                 .set(i64::try_from(j.backlog).unwrap_or(i64::MAX));
-            if j.error.is_none() && !j.cut_short {
+            if j.error.is_none() && !j.cut_short && !j.held_elsewhere {
                 self.maintenance_last_success
                     .get_or_create(&labels)
                     .set(now);

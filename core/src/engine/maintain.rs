@@ -35,6 +35,10 @@ use crate::types::{AccountName, IntentId, Provider};
 /// What a job's body returns: how much it did, and whether it stopped at its budget.
 type JobResult = Result<(usize, bool), EngineError>;
 
+/// How much longer than a job's bound its lease lasts: clocks of instances on other hosts
+/// may differ by this much before two could run one job at once.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+
 /// How long past its deadline a job may take to stop by itself before it is cut.
 const JOB_SLACK: Duration = Duration::from_secs(5);
 
@@ -64,13 +68,84 @@ impl Engine {
         report
     }
 
-    /// One pass of one account's jobs, each within its budget.
+    /// Takes the lease of one job for this instance, for `hold`; `None` if another instance
+    /// holds it.
+    async fn claim(&self, name: String, hold: Duration) -> Result<Option<u64>, EngineError> {
+        let holder = self.inner.instance.clone();
+        let now = self.inner.clock.now();
+        let until = now.plus_millis(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX));
+        self.blocking(move |l| {
+            l.store()
+                .acquire_lease(&name, &holder, now, until)
+                .map_err(Into::into)
+        })
+        .await
+    }
+
+    /// Gives a job's lease back once the job is done, so that any instance can take the next
+    /// pass (a failure to do so only delays that pass until the lease runs out).
+    async fn unclaim(&self, name: String, fence: u64, report: &mut MaintenanceReport) {
+        let holder = self.inner.instance.clone();
+        let what = name.clone();
+        let released = self
+            .blocking(move |l| {
+                l.store()
+                    .release_lease(&name, &holder, fence)
+                    .map_err(Into::into)
+            })
+            .await;
+        if let Err(e) = released {
+            report
+                .errors
+                .push(format!("releasing the lease {what}: {e}"));
+        }
+    }
+
+    /// One pass of one account's jobs, each within its budget, each under its lease: with
+    /// several instances on one store, each job of each account runs on one at a time.
     pub async fn maintain_account(&self, adapter: &Arc<dyn Adapter>) -> MaintenanceReport {
         let mut report = MaintenanceReport::default();
         let budget = Duration::from_millis(self.inner.settings.job_budget_ms);
         for job in Job::ALL {
             let started = Instant::now();
             let deadline = started + budget;
+            let lease = format!(
+                "maintenance:{}:{}:{}",
+                job.as_str(),
+                adapter.provider(),
+                adapter.account()
+            );
+            let hold = match job {
+                Job::Reconcile => Duration::from_millis(self.inner.settings.reconcile_budget_ms),
+                _ => budget,
+            } + JOB_SLACK
+                + LEASE_MARGIN;
+            let fence = match self.claim(lease.clone(), hold).await {
+                Ok(Some(fence)) => fence,
+                claimed => {
+                    let error = claimed.err().map(|e| e.to_string());
+                    if let Some(e) = &error {
+                        report.errors.push(format!(
+                            "{} {}/{}: claiming: {e}",
+                            job.as_str(),
+                            adapter.provider(),
+                            adapter.account()
+                        ));
+                    }
+                    report.jobs.push(JobReport {
+                        provider: adapter.provider(),
+                        account: adapter.account().clone(),
+                        job,
+                        done: 0,
+                        backlog: 0,
+                        cut_short: false,
+                        held_elsewhere: error.is_none(),
+                        error,
+                        elapsed: started.elapsed(),
+                    });
+                    continue;
+                }
+            };
             // Each job stops itself at its deadline; this bounds one that cannot (a call that
             // hangs past its own timeouts). Cut there, nothing is half-written: every write is
             // its own transaction, and a create is safe to repeat.
@@ -122,6 +197,7 @@ impl Engine {
                     adapter.account()
                 ));
             }
+            self.unclaim(lease, fence, &mut report).await;
             report.jobs.push(JobReport {
                 provider: adapter.provider(),
                 account: adapter.account().clone(),
@@ -129,6 +205,7 @@ impl Engine {
                 done,
                 backlog: 0,
                 cut_short,
+                held_elsewhere: false,
                 error,
                 elapsed: started.elapsed(),
             });
@@ -166,6 +243,25 @@ impl Engine {
     /// kept before signals carried their account.
     async fn maintain_shared(&self) -> MaintenanceReport {
         let mut report = MaintenanceReport::default();
+        let hold = Duration::from_millis(self.inner.settings.job_budget_ms)
+            * u32::try_from(Provider::ALL.len() + 1).unwrap_or(u32::MAX)
+            + JOB_SLACK
+            + LEASE_MARGIN;
+        let fence = match self.claim("maintenance:shared".into(), hold).await {
+            Ok(Some(fence)) => fence,
+            Ok(None) => return report,
+            Err(e) => {
+                report.errors.push(format!("claiming the shared job: {e}"));
+                return report;
+            }
+        };
+        self.shared_job(&mut report).await;
+        self.unclaim("maintenance:shared".into(), fence, &mut report)
+            .await;
+        report
+    }
+
+    async fn shared_job(&self, report: &mut MaintenanceReport) {
         let ttl = self.inner.settings.parked_ttl_ms;
         match self.blocking(move |l| l.prune_parked(ttl)).await {
             Ok(n) => report.parked_pruned = n,
@@ -181,7 +277,6 @@ impl Engine {
                     .push(format!("parked signals of {provider}: {e}")),
             }
         }
-        report
     }
 
     /// Every account's expiry job at once; returns how many intents it settled. (One pass of

@@ -138,6 +138,9 @@ struct Inner {
     /// When each intent's provider was last asked to confirm a claim (see
     /// `claims::CLAIM_LOOKUP_GAP`).
     claim_lookups: std::sync::Mutex<std::collections::HashMap<IntentId, std::time::Instant>>,
+    /// This engine's name as a lease holder (maintenance jobs are claimed, not duplicated,
+    /// when several instances share a store).
+    instance: String,
 }
 
 impl std::fmt::Debug for Engine {
@@ -177,6 +180,7 @@ impl Engine {
                 settings,
                 changed,
                 claim_lookups: Default::default(),
+                instance: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
             }),
         })
     }

@@ -49,6 +49,9 @@ pub struct JobReport {
     pub backlog: usize,
     /// Whether it stopped at its time budget.
     pub cut_short: bool,
+    /// Whether another instance held this job's lease, so this one did not run it (the
+    /// other's report has it).
+    pub held_elsewhere: bool,
     /// Why it failed, if it did (the other jobs still ran).
     pub error: Option<String>,
     /// How long it took.

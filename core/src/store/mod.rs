@@ -322,6 +322,22 @@ pub trait Store: Send + Sync + 'static {
         name: &str,
     ) -> Result<Option<String>, StoreError>;
 
+    /// Takes the lease `name` for `holder` until `until`, if no one holds it at `now` or
+    /// `holder` already does; returns its fence, which grows each time the lease changes hands
+    /// (and stays while one holder renews it), or `None` if another holder has it. Background
+    /// work that several instances could do (a maintenance job of one account) runs only
+    /// under its lease.
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// Gives the lease back, if `holder` still holds it with `fence`.
+    fn release_lease(&self, name: &str, holder: &str, fence: u64) -> Result<(), StoreError>;
+
     /// Records where one account's named provider sweep stopped.
     fn set_sweep_cursor(
         &self,

@@ -809,6 +809,39 @@ impl Store for PostgresStore {
             .map(|r| r.get(0)))
     }
 
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<u64>, StoreError> {
+        // As SQLite's (`store/sqlite.rs`, `LEASE_SQL`): one statement, so two instances racing
+        // for a free lease serialize on its row and exactly one gets it.
+        self.query(
+            "INSERT INTO leases (name, holder, fence, expires_at) VALUES ($1, $2, 1, $4)
+             ON CONFLICT (name) DO UPDATE SET
+                 fence = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > $3
+                              THEN leases.fence ELSE leases.fence + 1 END,
+                 holder = excluded.holder,
+                 expires_at = excluded.expires_at
+             WHERE leases.holder = excluded.holder OR leases.expires_at <= $3
+             RETURNING fence",
+            &[&name, &holder, &now.unix_millis(), &until.unix_millis()],
+        )?
+        .first()
+        .map(|r| to_u64(r.get(0)))
+        .transpose()
+    }
+
+    fn release_lease(&self, name: &str, holder: &str, fence: u64) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2 AND fence = $3",
+            &[&name, &holder, &to_i64(fence)?],
+        )?;
+        Ok(())
+    }
+
     fn set_sweep_cursor(
         &self,
         provider: Provider,

@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("sqlite/0002_engine.sql")),
     (3, include_str!("sqlite/0003_trust.sql")),
     (4, include_str!("sqlite/0004_reconcile.sql")),
+    (5, include_str!("sqlite/0005_leases.sql")),
 ];
 
 /// Tuning for [`SqliteStore`].
@@ -227,6 +228,20 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     tx.commit()?;
     Ok(())
 }
+
+/// Takes or renews a lease (`?1` name, `?2` holder, `?3` now, `?4` until): written only when it
+/// is free, expired, or already the holder's; the fence moves when the holder changes or the
+/// lease had lapsed. Returns no row when another holder has it. The same text runs on
+/// PostgreSQL with `$n` parameters.
+const LEASE_SQL: &str =
+    "INSERT INTO leases (name, holder, fence, expires_at) VALUES (?1, ?2, 1, ?4)
+     ON CONFLICT (name) DO UPDATE SET
+         fence = CASE WHEN leases.holder = excluded.holder AND leases.expires_at > ?3
+                      THEN leases.fence ELSE leases.fence + 1 END,
+         holder = excluded.holder,
+         expires_at = excluded.expires_at
+     WHERE leases.holder = excluded.holder OR leases.expires_at <= ?3
+     RETURNING fence";
 
 fn to_i64(v: u64) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Backend(format!("{v} exceeds SQLite's integer range")))
@@ -771,6 +786,33 @@ impl Store for SqliteStore {
                 r.get(0)
             })
             .optional()?)
+    }
+
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<Option<u64>, StoreError> {
+        let conn = self.writer();
+        let fence: Option<i64> = conn
+            .prepare_cached(LEASE_SQL)?
+            .query_row(
+                params![name, holder, now.unix_millis(), until.unix_millis()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        fence.map(to_u64).transpose()
+    }
+
+    fn release_lease(&self, name: &str, holder: &str, fence: u64) -> Result<(), StoreError> {
+        let conn = self.writer();
+        conn.prepare_cached(
+            "UPDATE leases SET expires_at = 0 WHERE name = ?1 AND holder = ?2 AND fence = ?3",
+        )?
+        .execute(params![name, holder, to_i64(fence)?])?;
+        Ok(())
     }
 
     fn set_sweep_cursor(

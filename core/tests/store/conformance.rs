@@ -703,3 +703,56 @@ pub(crate) fn a_sweep_covers_what_the_provider_has_not_answered_for_good_and_not
     clock.advance_millis(intentkit_core::lifecycle::RECONCILE_HORIZON_MS);
     assert!(open(&ledger).is_empty());
 }
+
+pub(crate) fn a_lease_has_one_holder_and_its_fence_moves_when_it_changes_hands(db: &Db) {
+    let (ledger, _) = db.open();
+    let store = ledger.store();
+    let t = |s: i64| T0.plus_millis(s * 1_000);
+    let job = "maintenance:expiry:pientegra:tr-main";
+    assert_eq!(store.acquire_lease(job, "a", t(0), t(30)).unwrap(), Some(1));
+    assert_eq!(store.acquire_lease(job, "b", t(1), t(31)).unwrap(), None);
+    // Renewed by its holder: the same fence.
+    assert_eq!(
+        store.acquire_lease(job, "a", t(10), t(40)).unwrap(),
+        Some(1)
+    );
+    assert_eq!(store.acquire_lease(job, "b", t(39), t(69)).unwrap(), None);
+    // Lapsed: another holder takes it, with a new fence; the old holder's late release of its
+    // old fence gives nothing back.
+    assert_eq!(
+        store.acquire_lease(job, "b", t(40), t(70)).unwrap(),
+        Some(2)
+    );
+    store.release_lease(job, "a", 1).unwrap();
+    assert_eq!(store.acquire_lease(job, "a", t(41), t(71)).unwrap(), None);
+    store.release_lease(job, "b", 2).unwrap();
+    assert_eq!(
+        store.acquire_lease(job, "a", t(42), t(72)).unwrap(),
+        Some(3)
+    );
+    // Other names are other leases.
+    assert_eq!(
+        store
+            .acquire_lease("maintenance:expiry:decentro:in-main", "b", t(42), t(72))
+            .unwrap(),
+        Some(1)
+    );
+
+    // Eight contenders at once for a free lease: exactly one wins.
+    let barrier = Arc::new(Barrier::new(8));
+    let winners: Vec<_> = (0..8)
+        .map(|n| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                store
+                    .acquire_lease("race", &format!("h{n}"), t(0), t(30))
+                    .unwrap()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .filter_map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(winners, vec![1]);
+}

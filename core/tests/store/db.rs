@@ -122,7 +122,7 @@ impl Db {
     /// The schema version this build migrates to.
     pub(crate) fn latest_schema(&self) -> i64 {
         match self {
-            Db::Sqlite(..) => 4,
+            Db::Sqlite(..) => 5,
             #[cfg(feature = "postgres")]
             Db::Postgres(..) => 1,
         }

@@ -360,3 +360,65 @@ async fn a_sweep_costs_the_windows_holding_open_work_not_the_history() {
     assert_eq!(again.settled, 1, "{again:?}");
     assert_eq!(again.calls, 2 + again.windows, "{again:?}");
 }
+
+#[tokio::test]
+async fn a_job_another_instance_holds_is_left_to_it_until_it_gives_it_back() {
+    use intentkit_core::store::Store;
+    let w = world(0).await;
+    let intent = w
+        .engine
+        .create_deposit(deposit(100_000), key("d-1"))
+        .await
+        .unwrap();
+    // Only maintenance may settle it: the simulator's own auto-cancel webhook is held back.
+    w.control_p("deliveries/hold", json!({})).await;
+    w.clock.advance_millis(31 * 60_000);
+
+    // Another instance on the same database holds every job of tr-main.
+    let other = intentkit_core::SqliteStore::open(
+        w._dir.path().join("e.db"),
+        intentkit_core::SqliteConfig::default(),
+    )
+    .unwrap();
+    let now = intentkit_core::Clock::now(&w.clock);
+    let mut held = Vec::new();
+    for job in intentkit_core::Job::ALL {
+        let name = format!(
+            "maintenance:{}:{}:tr-main",
+            job.as_str(),
+            intentkit_core::Provider::Pientegra
+        );
+        let fence = other
+            .acquire_lease(&name, "other", now, now.plus_millis(3_600_000))
+            .unwrap()
+            .unwrap();
+        held.push((name, fence));
+    }
+    let report = w.engine.maintain().await;
+    let (mine, rest): (Vec<_>, Vec<_>) = report
+        .jobs
+        .iter()
+        .partition(|j| j.account.as_str() == "tr-main");
+    assert_eq!(mine.len(), 4, "{report:?}");
+    assert!(
+        mine.iter().all(|j| j.held_elsewhere && j.done == 0),
+        "{mine:?}"
+    );
+    assert!(rest.iter().all(|j| !j.held_elsewhere), "{rest:?}");
+    assert_eq!(
+        w.engine.get(intent.id).await.unwrap().status,
+        IntentStatus::Pending,
+        "left to the instance that holds the job"
+    );
+
+    // Given back, the next pass here does it.
+    for (name, fence) in held {
+        other.release_lease(&name, "other", fence).unwrap();
+    }
+    let report = w.engine.maintain().await;
+    assert_eq!(report.expired + report.reconcile.settled, 1, "{report:?}");
+    assert_eq!(
+        w.engine.get(intent.id).await.unwrap().status,
+        IntentStatus::Expired
+    );
+}

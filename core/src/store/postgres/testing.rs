@@ -2,7 +2,11 @@
 //! named by `INTENTKIT_TEST_POSTGRES` (an admin URL, e.g. the cluster `scripts/postgres.sh`
 //! starts) and dropped when it goes out of scope. Failing to reach the server is a test
 //! failure, so this module panics where the library would return errors.
-#![allow(clippy::expect_used, clippy::panic, reason = "test support: a panic fails the test")]
+#![allow(
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: a panic fails the test"
+)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
