@@ -289,8 +289,10 @@ intentkit_next_events (
     IntentkitError_t * error);
 
 /** \brief
- *  Opens intentkit from TOML text: an `[ffi]` table (`database`, required: the SQLite file;
- *  `call_timeout_ms`, default 30000) and the provider accounts (`[pientegra.<name>]`,
+ *  Opens intentkit from TOML text: an `[ffi]` table (`database`, required: the SQLite file, or
+ *  a `postgres://` URL to share state with other processes and hosts;
+ *  `database_max_connections`, PostgreSQL only, default 4; `call_timeout_ms`, default 30000)
+ *  and the provider accounts (`[pientegra.<name>]`,
  *  `[decentro.<name>]`). On success writes a new handle to `*out_handle`; free it with
  *  `intentkit_close`. Open one handle per process, after any `fork()`.
  */

@@ -129,6 +129,7 @@ pub struct IntentkitHandle {
 #[serde(deny_unknown_fields)]
 struct RawFfi {
     database: Option<String>,
+    database_max_connections: Option<usize>,
     call_timeout_ms: Option<u64>,
 }
 
@@ -211,10 +212,17 @@ fn open_from_text(text: &str) -> Result<IntentkitHandle, ApiError> {
     let settings = EngineSettings::from_toml(text).map_err(|e| invalid(e.to_string()))?;
     let raw: RawFile =
         toml::from_str(text).map_err(|e| invalid(toml_error(text, &e).to_string()))?;
-    let database = raw
+    let mut database = raw
         .ffi
         .database
-        .ok_or_else(|| invalid("[ffi] database is required".into()))?;
+        .as_deref()
+        .map(intentkit_core::store::Database::parse)
+        .ok_or_else(|| invalid("[ffi] database is required".into()))?
+        .map_err(|reason| invalid(format!("[ffi] database {reason}")))?;
+    if let intentkit_core::store::Database::Postgres(pg) = &mut database {
+        // One handle per process (PHP-FPM runs many): a few connections each.
+        pg.max_connections = raw.ffi.database_max_connections.unwrap_or(4).max(1);
+    }
     // One process-wide provider for rustls; a second install is refused harmlessly.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -233,7 +241,7 @@ fn open_from_text(text: &str) -> Result<IntentkitHandle, ApiError> {
     let engine = {
         // Provider clients build their HTTP pools inside the runtime.
         let _guard = runtime.enter();
-        Engine::open_sqlite_with(std::path::Path::new(&database), &providers, settings)?
+        Engine::open(&database, &providers, settings)?
     };
     Ok(IntentkitHandle {
         runtime,
@@ -242,8 +250,10 @@ fn open_from_text(text: &str) -> Result<IntentkitHandle, ApiError> {
     })
 }
 
-/// Opens intentkit from TOML text: an `[ffi]` table (`database`, required: the SQLite file;
-/// `call_timeout_ms`, default 30000) and the provider accounts (`[pientegra.<name>]`,
+/// Opens intentkit from TOML text: an `[ffi]` table (`database`, required: the SQLite file, or
+/// a `postgres://` URL to share state with other processes and hosts;
+/// `database_max_connections`, PostgreSQL only, default 4; `call_timeout_ms`, default 30000)
+/// and the provider accounts (`[pientegra.<name>]`,
 /// `[decentro.<name>]`). On success writes a new handle to `*out_handle`; free it with
 /// `intentkit_close`. Open one handle per process, after any `fork()`.
 #[ffi_export]

@@ -26,8 +26,10 @@ pub struct ServerConfig {
     pub http_addr: SocketAddr,
     /// Prometheus listen address; `None` turns metrics off.
     pub metrics_addr: Option<SocketAddr>,
-    /// SQLite database file.
-    pub database: PathBuf,
+    /// The database: a SQLite file, or PostgreSQL.
+    pub database: intentkit_core::store::Database,
+    /// PostgreSQL: connections this instance keeps at most.
+    pub database_max_connections: usize,
     /// Accepted bearer tokens.
     pub auth_tokens: Vec<Secret>,
     /// Serve without tokens.
@@ -83,7 +85,8 @@ impl Default for ServerConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
-            database: PathBuf::from("intentkit.db"),
+            database: intentkit_core::store::Database::Sqlite(PathBuf::from("intentkit.db")),
+            database_max_connections: 16,
             auth_tokens: Vec::new(),
             allow_unauthenticated: false,
             tls_cert: None,
@@ -157,7 +160,12 @@ impl ServerConfig {
             "metrics_addr",
             self.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
         );
-        put("database", self.database.display().to_string());
+        // A PostgreSQL URL is shown without its credentials.
+        put("database", self.database.describe());
+        put(
+            "database_max_connections",
+            self.database_max_connections.to_string(),
+        );
         put(
             "allow_unauthenticated",
             self.allow_unauthenticated.to_string(),

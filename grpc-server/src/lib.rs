@@ -41,7 +41,7 @@ pub enum StartError {
     /// The engine could not be opened: the database, or a provider client.
     #[error("opening the engine on {path}: {source}")]
     Engine {
-        /// The database file.
+        /// The database: a file's path, or a server and database without credentials.
         path: String,
         /// Why.
         source: intentkit_core::EngineError,
@@ -67,16 +67,17 @@ pub enum StartError {
     Reflection(String),
 }
 
-/// Opens the SQLite store the config names and builds the engine over it.
+/// Opens the store the config names (SQLite, or PostgreSQL) and builds the engine over it.
 pub fn open_engine(config: &Config) -> Result<Engine, StartError> {
-    Engine::open_sqlite_with(
-        &config.server.database,
-        &config.providers,
-        config.engine.clone(),
-    )
-    .map_err(|source| StartError::Engine {
-        path: config.server.database.display().to_string(),
-        source,
+    let mut database = config.server.database.clone();
+    if let intentkit_core::store::Database::Postgres(pg) = &mut database {
+        pg.max_connections = config.server.database_max_connections;
+    }
+    Engine::open(&database, &config.providers, config.engine.clone()).map_err(|source| {
+        StartError::Engine {
+            path: database.describe(),
+            source,
+        }
     })
 }
 

@@ -213,7 +213,7 @@ async fn sandbox(
     if let Some(m) = server.metrics_addr() {
         println!("  metrics      http://{m}/metrics");
     }
-    println!("  database     {}", config.server.database.display());
+    println!("  database     {}", config.server.database.describe());
     println!(
         "  simulators   pientegra {}  decentro {}",
         sims.pientegra.base_url(),

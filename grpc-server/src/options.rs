@@ -25,9 +25,18 @@ pub struct ServerArgs {
     /// Prometheus GET /metrics; "" turns it off
     #[arg(long, env = "INTENTKIT_SERVER_METRICS_ADDR", value_name = "HOST:PORT")]
     pub metrics_addr: Option<String>,
-    /// SQLite file (relative to the working directory)
-    #[arg(long, env = "INTENTKIT_SERVER_DATABASE", value_name = "PATH")]
+    /// SQLite file (relative to the working directory), or postgres://user@host:port/db for
+    /// several instances on one PostgreSQL (TLS with ?sslmode=require; keep a password out of
+    /// the file: set INTENTKIT_SERVER_DATABASE)
+    #[arg(long, env = "INTENTKIT_SERVER_DATABASE", value_name = "PATH|URL")]
     pub database: Option<String>,
+    /// PostgreSQL: connections this instance keeps at most
+    #[arg(
+        long,
+        env = "INTENTKIT_SERVER_DATABASE_MAX_CONNECTIONS",
+        value_name = "N"
+    )]
+    pub database_max_connections: Option<String>,
     /// Bearer tokens accepted on gRPC, comma-separated (a list in the file). Required unless
     /// allow_unauthenticated
     #[arg(long, env = "INTENTKIT_SERVER_AUTH_TOKENS", value_name = "TOKEN,...")]

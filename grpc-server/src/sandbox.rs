@@ -49,7 +49,7 @@ impl Simulators {
 /// The sandbox's server settings: the defaults, the database in `data_dir`, the sandbox token.
 pub fn server_config(data_dir: &Path) -> ServerConfig {
     ServerConfig {
-        database: data_dir.join("intentkit.db"),
+        database: intentkit_core::store::Database::Sqlite(data_dir.join("intentkit.db")),
         auth_tokens: vec![Secret::new(SANDBOX_TOKEN)],
         maintenance_interval_ms: 2_000,
         ..ServerConfig::default()

@@ -148,10 +148,14 @@ impl Engine {
 
     /// One intent.
     pub async fn get(&self, id: IntentId) -> Result<Intent, EngineError> {
-        // An indexed point read on a reader connection, which a writer never blocks in WAL
-        // mode: microseconds, less than the hand-off to the blocking pool would cost, so it
-        // runs in place. Everything that writes or scans goes to the pool.
-        self.inner.ledger.get(id).map_err(EngineError::from)
+        // On SQLite an indexed point read on a reader connection, which a writer never blocks
+        // in WAL mode: microseconds, less than the hand-off to the blocking pool would cost,
+        // so it runs in place. A network store's read, and everything that writes or scans,
+        // goes to the pool.
+        if self.inner.ledger.store().reads_in_place() {
+            return self.inner.ledger.get(id).map_err(EngineError::from);
+        }
+        self.blocking(move |l| l.get(id)).await
     }
 
     /// A page of intents, newest first, and the next page's cursor.

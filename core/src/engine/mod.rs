@@ -201,10 +201,25 @@ impl Engine {
         providers: &ProvidersConfig,
         settings: EngineSettings,
     ) -> Result<Self, EngineError> {
-        let store = crate::store::sqlite::SqliteStore::open(path, Default::default())
+        Self::open(
+            &crate::store::Database::Sqlite(path.to_path_buf()),
+            providers,
+            settings,
+        )
+    }
+
+    /// An engine on `database` (a SQLite file, or PostgreSQL for several instances), on the
+    /// system clock: what a façade opens. Call it inside the tokio runtime that will run it.
+    pub fn open(
+        database: &crate::store::Database,
+        providers: &ProvidersConfig,
+        settings: EngineSettings,
+    ) -> Result<Self, EngineError> {
+        let store = database
+            .open()
             .map_err(|e| EngineError::Core(CoreError::Store(e)))?;
         let clock: Arc<dyn Clock> = Arc::new(crate::clock::SystemClock);
-        let ledger = Ledger::new(Arc::new(store), clock.clone());
+        let ledger = Ledger::new(store, clock.clone());
         Engine::new(ledger, clock, providers, settings)
             .map_err(|source| EngineError::provider(source, None))
     }

@@ -22,6 +22,61 @@ use crate::outbox::{NewEvent, OutboxEvent};
 use crate::status::Proof;
 use crate::types::{AccountName, ConsumerName, IdempotencyKey, IntentId, Provider, Timestamp};
 
+/// Where intents live: a SQLite file (the zero-configuration default, one host) or a
+/// PostgreSQL database (several instances sharing state).
+#[derive(Clone, Debug)]
+pub enum Database {
+    /// A SQLite file.
+    Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database.
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PostgresConfig),
+}
+
+impl Database {
+    /// A `postgres://` or `postgresql://` URL names PostgreSQL; anything else is a SQLite
+    /// file's path. The error never repeats the value (a URL may hold a password).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.is_empty() {
+            return Err("is empty".into());
+        }
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            {
+                return Ok(Database::Postgres(postgres::PostgresConfig::new(s)));
+            }
+            #[cfg(not(feature = "postgres"))]
+            {
+                return Err("names PostgreSQL, and this build has no PostgreSQL support".into());
+            }
+        }
+        Ok(Database::Sqlite(std::path::PathBuf::from(s)))
+    }
+
+    /// Opens it (creating a SQLite file if needed) and brings its schema up to date.
+    pub fn open(&self) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+        Ok(match self {
+            Database::Sqlite(path) => std::sync::Arc::new(sqlite::SqliteStore::open(
+                path,
+                sqlite::SqliteConfig::default(),
+            )?),
+            #[cfg(feature = "postgres")]
+            Database::Postgres(config) => {
+                std::sync::Arc::new(postgres::PostgresStore::open(config.clone())?)
+            }
+        })
+    }
+
+    /// For logs and errors: the file's path, or the server and database without credentials.
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(path) => path.display().to_string(),
+            #[cfg(feature = "postgres")]
+            Database::Postgres(config) => postgres::redacted_url(&config.url),
+        }
+    }
+}
+
 /// Which intents to list. Empty fields do not filter.
 #[derive(Clone, Debug, Default)]
 pub struct ListFilter {
@@ -187,6 +242,12 @@ pub enum CommitOutcome {
 /// What core needs from a database. Implementations are blocking; async callers run them on a
 /// blocking pool.
 pub trait Store: Send + Sync + 'static {
+    /// Whether a point read by id is cheap enough to run on an async worker thread (an
+    /// embedded file's indexed read) rather than on the blocking pool (a network round trip).
+    fn reads_in_place(&self) -> bool {
+        false
+    }
+
     /// Inserts a new intent with its history row and event, unless its idempotency key exists.
     fn insert_intent(&self, new: NewIntent<'_>) -> Result<InsertOutcome, StoreError>;
 

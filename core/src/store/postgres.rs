@@ -189,8 +189,17 @@ fn tls(config: &PostgresConfig) -> Result<MakeRustlsConnect, StoreError> {
 }
 
 impl PostgresStore {
-    /// Connects and brings the schema up to date.
+    /// Connects and brings the schema up to date. It may be called from any thread, async
+    /// or not: the driver's blocking calls run on a thread of their own here.
     pub fn open(config: PostgresConfig) -> Result<Self, StoreError> {
+        std::thread::scope(|s| {
+            s.spawn(|| Self::open_here(config))
+                .join()
+                .unwrap_or_else(|_| Err(StoreError::Backend("opening PostgreSQL panicked".into())))
+        })
+    }
+
+    fn open_here(config: PostgresConfig) -> Result<Self, StoreError> {
         let described = redacted_url(&config.url);
         let mut pg = postgres::Config::from_str(&config.url).map_err(|e| {
             // The driver's message names the bad option, never the value.

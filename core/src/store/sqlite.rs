@@ -359,6 +359,11 @@ fn limit_param(limit: usize) -> i64 {
 }
 
 impl Store for SqliteStore {
+    fn reads_in_place(&self) -> bool {
+        // An indexed read on a reader connection, which a writer never blocks in WAL mode.
+        true
+    }
+
     fn insert_intent(&self, new: NewIntent<'_>) -> Result<InsertOutcome, StoreError> {
         let mut conn = self.writer();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

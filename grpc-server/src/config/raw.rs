@@ -19,6 +19,7 @@ pub(super) struct RawServer {
     http_addr: Option<String>,
     metrics_addr: Option<String>,
     database: Option<String>,
+    database_max_connections: Option<u64>,
     auth_tokens: Option<Vec<String>>,
     allow_unauthenticated: Option<bool>,
     tls_cert: Option<String>,
@@ -102,6 +103,7 @@ pub(super) const OPTION_KEYS: &[&str] = &[
     "http_addr",
     "metrics_addr",
     "database",
+    "database_max_connections",
     "auth_tokens",
     "allow_unauthenticated",
     "tls_cert",
@@ -153,6 +155,7 @@ impl RawServer {
                 "http_addr" => r.http_addr = Some(v.clone()),
                 "metrics_addr" => r.metrics_addr = Some(v.clone()),
                 "database" => r.database = Some(v.clone()),
+                "database_max_connections" => r.database_max_connections = num()?,
                 "auth_tokens" => {
                     r.auth_tokens = Some(v.split(',').map(|t| t.trim().to_string()).collect());
                 }
@@ -200,8 +203,10 @@ impl RawServer {
                 .transpose()?;
         }
         if let Some(d) = self.database {
-            s.database = PathBuf::from(d);
+            s.database = intentkit_core::store::Database::parse(&d)
+                .map_err(|reason| invalid("database", reason))?;
         }
+
         if let Some(tokens) = self.auth_tokens {
             s.auth_tokens = tokens
                 .into_iter()
@@ -245,6 +250,14 @@ impl RawServer {
         let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         const MS: &str = "must be at least 100 (milliseconds)";
         const ONE: &str = "must be at least 1";
+        if let Some(n) = at_least(
+            "database_max_connections",
+            self.database_max_connections,
+            1,
+            ONE,
+        )? {
+            s.database_max_connections = count(n);
+        }
         if let Some(n) = at_least(
             "http_header_read_timeout_ms",
             self.http_header_read_timeout_ms,

@@ -43,7 +43,10 @@ pub async fn start(tune: impl FnOnce(&mut ServerConfig)) -> Harness {
         .await
         .unwrap();
     Harness {
-        database: config.server.database.clone(),
+        database: match &config.server.database {
+            intentkit_core::store::Database::Sqlite(path) => path.clone(),
+            other => panic!("the harness runs on SQLite, not {}", other.describe()),
+        },
         server: Some(server),
         sims,
         _dir: dir,

@@ -124,6 +124,17 @@ impl Pool {
     }
 }
 
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Closing a connection blocks on its own runtime, which must not happen on an async
+        // worker (the last engine handle may go away there); a thread of its own does it.
+        let idle = std::mem::take(&mut self.lock().idle);
+        if !idle.is_empty() {
+            let _ = std::thread::spawn(move || drop(idle)).join();
+        }
+    }
+}
+
 /// A connection lent by the pool; given back when dropped (closed ones are not kept).
 pub(super) struct Pooled {
     pool: Arc<Pool>,
