@@ -67,6 +67,21 @@ php -r 'exit(extension_loaded("FFI") ? 0 : 1);' || { echo "php's FFI extension i
 config "$work/php.toml" "$work/php.db"
 INTENTKIT_LIB="$target/libintentkit.so" php bindings/php/tests/run.php "$work/php.toml" "$p_root"
 
+# The same, with the 4 forked workers sharing one PostgreSQL database instead of a file (the
+# server scripts/test.sh started; its own database for this run).
+if [ -n "${INTENTKIT_TEST_POSTGRES:-}" ]; then
+  echo "== PHP (FFI) on PostgreSQL"
+  pg_db="ik_php_$$"
+  psql -q "$INTENTKIT_TEST_POSTGRES" -c "CREATE DATABASE $pg_db"
+  pg_url="${INTENTKIT_TEST_POSTGRES%/*}/$pg_db"
+  config "$work/php-pg.toml" "$pg_url"
+  INTENTKIT_LIB="$target/libintentkit.so" php bindings/php/tests/run.php "$work/php-pg.toml" "$p_root"
+  psql -q "$INTENTKIT_TEST_POSTGRES" -c "DROP DATABASE $pg_db WITH (FORCE)"
+elif [ -n "${INTENTKIT_REQUIRE_POSTGRES:-}" ]; then
+  echo "INTENTKIT_REQUIRE_POSTGRES is set but INTENTKIT_TEST_POSTGRES is not" >&2
+  exit 1
+fi
+
 echo "== Go (gRPC client)"
 start=$SECONDS
 bash bindings/go/test.sh

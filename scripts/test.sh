@@ -26,7 +26,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Rust: unit, property, store, contract, browser, gRPC and doc tests of every crate.
+# A throwaway PostgreSQL cluster (installed from Debian if missing) for the store suite's
+# PostgreSQL half, the multi-instance tests and the PHP workers on PostgreSQL. Each test makes
+# its own database on it; INTENTKIT_REQUIRE_POSTGRES makes a missing server a failure.
+pg_dir=$(mktemp -d)
+INTENTKIT_TEST_POSTGRES=$(bash scripts/postgres.sh start "$pg_dir")
+export INTENTKIT_TEST_POSTGRES INTENTKIT_REQUIRE_POSTGRES=1
+db_dir=$(mktemp -d)
+trap 'bash scripts/postgres.sh stop "$pg_dir"; rm -rf "$pg_dir" "$db_dir"' EXIT
+
+# Rust: unit, property, store (both backends), contract, browser, gRPC, multi-instance and doc
+# tests of every crate.
 cargo test --workspace --locked
 
 # The committed C and PHP headers are what the code generates (fails on drift).
@@ -42,8 +52,6 @@ INTENTKITD="${CARGO_TARGET_DIR:-$PWD/target}/debug/intentkitd" bash scripts/grpc
 
 # The main job, twice on one database file: the second run must replay every create, apply
 # nothing new, and find the outbox fully acknowledged (exactly once across processes).
-db_dir=$(mktemp -d)
-trap 'rm -rf "$db_dir"' EXIT
 cargo run -q --locked -p intentkit-core --example walkthrough -- "$db_dir/walkthrough.db" >"$db_dir/first.txt"
 cargo run -q --locked -p intentkit-core --example walkthrough -- "$db_dir/walkthrough.db" >"$db_dir/second.txt"
 grep -q "intent.approved" "$db_dir/first.txt"

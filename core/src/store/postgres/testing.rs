@@ -38,11 +38,7 @@ impl TestDatabase {
             NEXT.fetch_add(1, Ordering::Relaxed),
             fastrand::u32(..)
         );
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls)
-            .expect("connecting to INTENTKIT_TEST_POSTGRES");
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("CREATE DATABASE");
+        admin_sql(&admin, &format!("CREATE DATABASE {name}")).expect("CREATE DATABASE");
         let url = url_with_dbname(&admin, &name);
         Some(TestDatabase { admin, name, url })
     }
@@ -66,14 +62,22 @@ fn url_with_dbname(admin: &str, dbname: &str) -> String {
     format!("{}/{dbname}{query}", &base[..host_end])
 }
 
+/// Runs `sql` as the admin, on a thread of its own: the driver blocks on a runtime of its own,
+/// which must not happen on a test's async worker.
+fn admin_sql(admin: &str, sql: &str) -> Result<(), postgres::Error> {
+    std::thread::scope(|s| {
+        s.spawn(|| postgres::Client::connect(admin, postgres::NoTls)?.batch_execute(sql))
+            .join()
+            .expect("the admin connection's thread")
+    })
+}
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = client.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
+        let _ = admin_sql(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
     }
 }
 

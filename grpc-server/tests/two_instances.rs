@@ -1,0 +1,422 @@
+//! Two `intentkitd` processes on one PostgreSQL, behind a balancer that hands each provider
+//! delivery to either (and to the other when one is down), as a platform runs them:
+//!
+//! - deposits created through both, some with one key through both at once;
+//! - every outcome's webhook duplicated, in reverse order, spread over both instances;
+//! - one instance SIGKILLed mid-load (creates and deliveries still coming) and restarted;
+//! - one consumer reading the outbox through both instances in turn, acking on each.
+//!
+//! Then: exactly one terminal event per settled intent, every seq read once and none skipped,
+//! and one Pientegra deposit per idempotency key.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use intentkit_core::SystemClock;
+use intentkit_core::store::postgres::testing::TestDatabase;
+use intentkit_proto::v1;
+use intentkit_proto::v1::intent_service_client::IntentServiceClient;
+use intentkit_sandbox::pientegra;
+use tonic::transport::Channel;
+
+const TOKEN: &str = "two-instances-token";
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// One intentkitd process with fixed ports, so that a restart comes back where it was.
+struct Instance {
+    config: std::path::PathBuf,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    child: Option<Child>,
+}
+
+impl Instance {
+    fn new(dir: &std::path::Path, name: &str, database: &str, pientegra: &str) -> Self {
+        let (grpc, http) = (free_addr(), free_addr());
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                r#"[server]
+grpc_addr = "{grpc}"
+http_addr = "{http}"
+metrics_addr = ""
+database = "{database}"
+auth_tokens = ["{TOKEN}"]
+maintenance_interval_ms = 200
+log_level = "warn"
+
+[pientegra.tr-main]
+base_url = "{pientegra}"
+api_key = "pk_sandbox"
+webhook_secret = "whsec_c2FuZGJveA"
+"#
+            ),
+        )
+        .unwrap();
+        let mut i = Instance {
+            config,
+            grpc,
+            http,
+            child: None,
+        };
+        i.start();
+        i
+    }
+
+    fn start(&mut self) {
+        self.child = Some(
+            Command::new(env!("CARGO_BIN_EXE_intentkitd"))
+                .arg("--config")
+                .arg(&self.config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    /// SIGKILL: no shutdown, no flush, connections cut.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    async fn client(
+        &self,
+    ) -> IntentServiceClient<
+        tonic::service::interceptor::InterceptedService<
+            Channel,
+            fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>,
+        >,
+    > {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let channel = loop {
+            match Channel::from_shared(format!("http://{}", self.grpc))
+                .unwrap()
+                .connect()
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("instance on {} never came up: {e}", self.grpc),
+            }
+        };
+        let auth: fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> = |mut r| {
+            r.metadata_mut()
+                .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+            Ok(r)
+        };
+        IntentServiceClient::with_interceptor(channel, auth)
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The platform's balancer: each request to the next instance, and to the other one when the
+/// first cannot be reached.
+#[derive(Clone)]
+struct Balancer {
+    targets: Arc<Mutex<Vec<SocketAddr>>>,
+    next: Arc<AtomicUsize>,
+    http: reqwest::Client,
+    /// Which instance answered each delivery (index into targets).
+    served: Arc<Mutex<Vec<usize>>>,
+}
+
+impl Balancer {
+    async fn start(targets: Vec<SocketAddr>) -> (Self, SocketAddr) {
+        let b = Balancer {
+            targets: Arc::new(Mutex::new(targets)),
+            next: Arc::new(AtomicUsize::new(0)),
+            http: reqwest::Client::new(),
+            served: Arc::default(),
+        };
+        let app = axum::Router::new().fallback(forward).with_state(b.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (b, addr)
+    }
+}
+
+async fn forward(
+    axum::extract::State(b): axum::extract::State<Balancer>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> (StatusCode, Bytes) {
+    let targets = b.targets.lock().unwrap().clone();
+    let first = b.next.fetch_add(1, Ordering::Relaxed);
+    for k in 0..targets.len() {
+        let i = (first + k) % targets.len();
+        let mut req = b
+            .http
+            .post(format!("http://{}{}", targets[i], uri.path()))
+            .body(body.clone());
+        for (name, value) in &headers {
+            if name != "host" && name != "content-length" {
+                req = req.header(name, value);
+            }
+        }
+        if let Ok(resp) = req.send().await {
+            b.served.lock().unwrap().push(i);
+            let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+            return (status, resp.bytes().await.unwrap_or_default());
+        }
+    }
+    (StatusCode::BAD_GATEWAY, Bytes::new())
+}
+
+fn deposit(key: &str) -> v1::CreateDepositRequest {
+    v1::CreateDepositRequest {
+        idempotency_key: key.into(),
+        account: "tr-main".into(),
+        amount_minor: 150_000,
+        currency: "TRY".into(),
+        reference: format!("order-{key}"),
+        user_id: "user-1".into(),
+        ..Default::default()
+    }
+}
+
+async fn post(url: String, body: serde_json::Value) {
+    let r = reqwest::Client::new()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_one_postgres_settle_each_intent_once_through_a_crash() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (balancer, lb) = Balancer::start(Vec::new()).await;
+    let sim = pientegra::Simulator::start(
+        pientegra::Config {
+            webhook_url: Some(format!("http://{lb}/webhooks/pientegra/tr-main")),
+            ..Default::default()
+        },
+        Arc::new(SystemClock),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut a = Instance::new(dir.path(), "a", db.url(), sim.base_url());
+    let b = Instance::new(dir.path(), "b", db.url(), sim.base_url());
+    *balancer.targets.lock().unwrap() = vec![a.http, b.http];
+    let (mut ca, mut cb) = (a.client().await, b.client().await);
+
+    // 30 deposits through both; every fifth key sent to both at once.
+    let mut ids: BTreeMap<String, String> = BTreeMap::new();
+    for n in 0..30 {
+        let key = format!("k-{n}");
+        let intent = if n % 5 == 0 {
+            let (x, y) = tokio::join!(
+                ca.create_deposit(deposit(&key)),
+                cb.create_deposit(deposit(&key))
+            );
+            let (x, y) = (x.unwrap().into_inner(), y.unwrap().into_inner());
+            assert_eq!(x.id, y.id, "one key, one intent, whichever instance");
+            x
+        } else if n % 2 == 0 {
+            ca.create_deposit(deposit(&key)).await.unwrap().into_inner()
+        } else {
+            cb.create_deposit(deposit(&key)).await.unwrap().into_inner()
+        };
+        assert_eq!(
+            intent.status,
+            v1::IntentStatus::Pending as i32,
+            "{intent:?}"
+        );
+        ids.insert(key, intent.id);
+    }
+
+    // Outcomes decided at Pientegra, their webhooks held back, then sent by us: reversed,
+    // each twice, spread by the balancer over both instances.
+    post(
+        format!("{}/_control/deliveries/hold", sim.root_url()),
+        serde_json::json!({}),
+    )
+    .await;
+    let mut pientegra_ids = BTreeMap::new();
+    let mut want = BTreeMap::new();
+    for (n, id) in ids.values().enumerate() {
+        let it = cb
+            .get_intent(v1::GetIntentRequest { id: id.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        let Some(v1::provider_ref::Ref::Pientegra(p)) = it.provider_ref.and_then(|r| r.r#ref)
+        else {
+            panic!("no Pientegra reference on {id}");
+        };
+        let (action, status) = if n % 3 == 0 {
+            ("reject", v1::IntentStatus::Rejected)
+        } else {
+            ("approve", v1::IntentStatus::Approved)
+        };
+        want.insert(id.clone(), status as i32);
+        post(
+            format!(
+                "{}/_control/intents/{}/{action}",
+                sim.root_url(),
+                p.intent_id
+            ),
+            serde_json::json!({}),
+        )
+        .await;
+        pientegra_ids.insert(id.clone(), p.intent_id);
+    }
+    let mut outcome_events: Vec<String> = pientegra_ids
+        .values()
+        .flat_map(|p| sim.events_for(p))
+        .filter(|(_, t)| *t == "intent.approved" || *t == "intent.rejected")
+        .map(|(e, _)| e)
+        .collect();
+    assert_eq!(outcome_events.len(), 30);
+    outcome_events.reverse();
+    let send = |ids: &[String]| {
+        let doubled: Vec<&String> = ids.iter().flat_map(|e| [e, e]).collect();
+        post(
+            format!("{}/_control/deliveries/send", sim.root_url()),
+            serde_json::json!({ "event_ids": doubled }),
+        )
+    };
+    send(&outcome_events[..10]).await;
+
+    // A crash mid-load: creates keep coming through the survivor, deliveries go to it.
+    a.kill();
+    let during = tokio::spawn({
+        let mut cb = cb.clone();
+        async move {
+            let mut made = Vec::new();
+            for n in 30..40 {
+                let key = format!("k-{n}");
+                made.push((
+                    key.clone(),
+                    cb.create_deposit(deposit(&key))
+                        .await
+                        .unwrap()
+                        .into_inner()
+                        .id,
+                ));
+            }
+            made
+        }
+    });
+    send(&outcome_events[10..20]).await;
+    for (key, id) in during.await.unwrap() {
+        ids.insert(key, id);
+    }
+    a.start();
+    ca = a.client().await;
+    send(&outcome_events[20..]).await;
+    post(
+        format!("{}/_control/deliveries/release", sim.root_url()),
+        serde_json::json!({}),
+    )
+    .await;
+
+    // Every outcome applied, whichever instance took it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (id, want) in &want {
+        let want = *want;
+        loop {
+            let it = ca
+                .get_intent(v1::GetIntentRequest { id: id.clone() })
+                .await
+                .unwrap()
+                .into_inner();
+            if it.status == want {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} is {}", it.status);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let served = balancer.served.lock().unwrap().clone();
+    assert!(
+        served.contains(&0) && served.contains(&1),
+        "both instances took deliveries"
+    );
+
+    // One consumer through both instances in turn, a page at a time, acking where it read.
+    let mut seen: Vec<u64> = Vec::new();
+    let mut terminal: BTreeMap<String, usize> = BTreeMap::new();
+    let mut quiet = 0;
+    let mut turn = 0;
+    while quiet < 5 {
+        turn += 1;
+        let c = if turn % 2 == 0 { &mut ca } else { &mut cb };
+        let page = c
+            .list_events(v1::ListEventsRequest {
+                consumer: "ledger".into(),
+                after_seq: None,
+                limit: 7,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if page.events.is_empty() {
+            quiet += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        quiet = 0;
+        for e in &page.events {
+            seen.push(e.seq);
+            if e.type_name == "intent.approved" || e.type_name == "intent.rejected" {
+                *terminal.entry(e.intent_id.clone()).or_default() += 1;
+            }
+        }
+        let last = page.events.last().unwrap().seq;
+        c.ack_events(v1::AckEventsRequest {
+            consumer: "ledger".into(),
+            seq: last,
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        seen,
+        (1..=seen.len() as u64).collect::<Vec<_>>(),
+        "every seq once, in order, none skipped"
+    );
+    assert_eq!(terminal.len(), 30, "a terminal event per settled intent");
+    assert!(terminal.values().all(|n| *n == 1), "{terminal:?}");
+
+    // One Pientegra deposit per key: none created twice by the two instances or the crash.
+    let keys: BTreeSet<&String> = ids.keys().collect();
+    assert_eq!(keys.len(), 40);
+    assert_eq!(sim.intent_count(), 40, "one provider intent per key");
+    drop(db);
+}
