@@ -1,7 +1,7 @@
 //! Cross-language end-to-end tests for intentkit: one server, clients in several languages.
 //!
-//! Nothing lives here yet. The Go and Java clients that these tests would drive are not
-//! written; until they are, the cross-process tests sit beside what they exercise:
+//! Nothing lives here: each cross-process test sits beside what it exercises, where its
+//! binaries and fixtures are at hand:
 //! `sandbox/tests/crash.rs` (the engine killed with SIGKILL and restarted),
 //! `grpc-server/tests/sandbox_process.rs` (`intentkitd --sandbox` as its own process),
 //! `grpc-server/tests/two_instances.rs` (two intentkitd processes on one PostgreSQL, one of
