@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use intentkit_bench::http::Conn;
 use intentkit_bench::webhooks::{setup, webhooks};
 use intentkit_bench::{Steal, env_usize, ms, percentile, runtime, scratch_dir};
 use intentkit_grpc_server::{Server, ServerConfig};
@@ -38,87 +39,6 @@ struct Phase {
     steal: String,
 }
 
-/// A keep-alive HTTP/1.1 connection that posts one request at a time. A few lines of client,
-/// so that the load generator costs the shared CPU as little as possible.
-struct Conn {
-    addr: SocketAddr,
-    stream: Option<TcpStream>,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    fn new(addr: SocketAddr) -> Self {
-        Conn {
-            addr,
-            stream: None,
-            buf: Vec::with_capacity(4096),
-        }
-    }
-
-    /// Posts `body` signed with `header`; returns the status and the body. Reconnects once if
-    /// the server closed the connection meanwhile (a redelivery is answered as a duplicate).
-    async fn post(&mut self, header: &str, body: &[u8]) -> (u16, Vec<u8>) {
-        let mut request = format!(
-            "POST {PATH} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nPientegra-Signature: {header}\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        request.extend_from_slice(body);
-        for attempt in 0..2 {
-            if self.stream.is_none() {
-                let s = TcpStream::connect(self.addr).await.expect("connect");
-                s.set_nodelay(true).expect("nodelay");
-                self.stream = Some(s);
-            }
-            match self.exchange(&request).await {
-                Some(answer) => return answer,
-                None if attempt == 0 => self.stream = None,
-                None => break,
-            }
-        }
-        panic!("the receiver closed the connection twice");
-    }
-
-    async fn exchange(&mut self, request: &[u8]) -> Option<(u16, Vec<u8>)> {
-        let stream = self.stream.as_mut()?;
-        stream.write_all(request).await.ok()?;
-        self.buf.clear();
-        let mut chunk = [0u8; 4096];
-        loop {
-            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = std::str::from_utf8(&self.buf[..end]).ok()?;
-                let status: u16 = head.split(' ').nth(1)?.parse().ok()?;
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse().ok())?
-                    })
-                    .unwrap_or(0);
-                let close = head.to_ascii_lowercase().contains("connection: close");
-                while self.buf.len() < end + 4 + length {
-                    let n = stream.read(&mut chunk).await.ok()?;
-                    if n == 0 {
-                        return None;
-                    }
-                    self.buf.extend_from_slice(&chunk[..n]);
-                }
-                let body = self.buf[end + 4..end + 4 + length].to_vec();
-                if close {
-                    self.stream = None;
-                }
-                return Some((status, body));
-            }
-            let n = stream.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                return None;
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-}
-
 /// Delivers `hooks` over `clients` connections, back to back; every one must be applied.
 async fn deliver(addr: SocketAddr, hooks: Arc<Vec<(String, Vec<u8>)>>, clients: usize) -> Phase {
     let next = Arc::new(AtomicUsize::new(0));
@@ -128,7 +48,7 @@ async fn deliver(addr: SocketAddr, hooks: Arc<Vec<(String, Vec<u8>)>>, clients: 
     for _ in 0..clients {
         let (hooks, next) = (hooks.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
-            let mut conn = Conn::new(addr);
+            let mut conn = Conn::new(addr, PATH);
             let mut latencies = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);

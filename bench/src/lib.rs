@@ -1,6 +1,7 @@
 //! Shared helpers for intentkit's benchmarks. Every benchmark prints a baseline measured in the
 //! same run and the ratio to it, because the machines are shared and absolute numbers drift.
 
+pub mod http;
 pub mod webhooks;
 
 use std::path::{Path, PathBuf};
@@ -247,4 +248,63 @@ pub fn plain_insert(conn: &rusqlite::Connection, payload: &str) {
         .execute([payload])
         .expect("insert");
     tx.commit().expect("commit");
+}
+
+/// A PostgreSQL server for a benchmark: `INTENTKIT_TEST_POSTGRES` (an admin URL) if set, else
+/// a throwaway cluster started with `scripts/postgres.sh` and stopped when this is dropped.
+pub struct PgServer {
+    admin: String,
+    cluster: Option<tempfile::TempDir>,
+}
+
+impl PgServer {
+    /// The server to use (see the type).
+    pub fn start() -> Self {
+        if let Ok(admin) = std::env::var("INTENTKIT_TEST_POSTGRES") {
+            return PgServer {
+                admin,
+                cluster: None,
+            };
+        }
+        let dir = tempfile::tempdir().expect("cluster dir");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/postgres.sh");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .arg("start")
+            .arg(dir.path())
+            .output()
+            .expect("scripts/postgres.sh");
+        assert!(
+            out.status.success(),
+            "starting PostgreSQL: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PgServer {
+            admin: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            cluster: Some(dir),
+        }
+    }
+
+    /// The admin URL.
+    pub fn admin(&self) -> &str {
+        &self.admin
+    }
+
+    /// A new database on it, dropped with the value.
+    pub fn database(&self) -> intentkit_core::store::postgres::testing::TestDatabase {
+        intentkit_core::store::postgres::testing::TestDatabase::create_on(&self.admin)
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.cluster {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/postgres.sh");
+            let _ = std::process::Command::new("bash")
+                .arg(script)
+                .arg("stop")
+                .arg(dir.path())
+                .status();
+        }
+    }
 }

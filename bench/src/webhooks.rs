@@ -26,7 +26,12 @@ pub fn setup(
 ) -> (Engine, Vec<String>) {
     let store =
         SqliteStore::open(dir.join(format!("{name}.db")), SqliteConfig::default()).expect("open");
-    let ledger = Ledger::new(Arc::new(store), Arc::new(SystemClock));
+    let (engine, ids) = setup_on(Arc::new(store), name, intents, more);
+    (engine, ids.into_iter().map(|(_, pid)| pid).collect())
+}
+
+/// The Pientegra account `tr-main` the benchmarks' webhooks are signed for.
+pub fn providers() -> ProvidersConfig {
     let mut providers = ProvidersConfig::default();
     let account = AccountName::new("tr-main").expect("account");
     providers.pientegra.insert(
@@ -43,6 +48,19 @@ pub fn setup(
             http: HttpSettings::default(),
         },
     );
+    providers
+}
+
+/// As [`setup`], on `store`; returns each deposit's id with its Pientegra id.
+pub fn setup_on(
+    store: Arc<dyn intentkit_core::Store>,
+    name: &str,
+    intents: usize,
+    more: impl FnOnce(&mut ProvidersConfig),
+) -> (Engine, Vec<(intentkit_core::IntentId, String)>) {
+    let ledger = Ledger::new(store, Arc::new(SystemClock));
+    let account = AccountName::new("tr-main").expect("account");
+    let mut providers = providers();
     more(&mut providers);
     let mut provider_ids = Vec::with_capacity(intents);
     for n in 0..intents {
@@ -81,7 +99,7 @@ pub fn setup(
                 }),
             )
             .expect("handoff");
-        provider_ids.push(pid);
+        provider_ids.push((id, pid));
     }
     let engine = Engine::new(
         ledger,

@@ -139,90 +139,154 @@ pub(super) fn insert_intent(
     Ok(InsertOutcome::Inserted { seq })
 }
 
-/// What one write of a batch did; a commit's event waits for its seq.
-enum Applied {
-    Commit(Result<i64, CommitOutcome>),
-    Park(ParkOutcome),
-}
+/// A decided change as one statement: the delivery's dedup row, the version-checked update,
+/// its history row, and its event with the next seq, all or nothing. One round trip (plus the
+/// commit): on a network store round trips, not the disk, are what a transition costs.
+///
+/// Each part runs only if the one before it wrote: a delivery seen before writes nothing
+/// (`AlreadyRecorded`); a version that moved writes nothing, not even the dedup row, so the
+/// ledger's retry on the new version still applies it (`VersionConflict`). Two deliveries
+/// racing for one intent serialize on its row: the second finds the version moved. The seq
+/// comes from the head row, locked from here to commit (see `publish`). A second event of one
+/// type for an intent (its business key) fails the statement: a bug the database refuses.
+const TRANSITION_SQL: &str = "WITH
+    seen AS (
+        SELECT EXISTS (SELECT 1 FROM provider_events
+                       WHERE provider = $1 AND intent_id = $3 AND event_id = $2) AS yes
+    ),
+    upd AS (
+        UPDATE intents SET status = $5, provider_ref = $6, expires_at = $7, updated_at = $8,
+                           version = $9, body = $10, reconcile_until = $11, reconcile_at = $12
+        WHERE id = $3 AND version = $13 AND NOT (SELECT yes FROM seen)
+        RETURNING id
+    ),
+    dedup AS (
+        INSERT INTO provider_events (provider, event_id, intent_id, received_at)
+        SELECT $1, $2, $3, $4 FROM upd WHERE $2::TEXT IS NOT NULL
+    ),
+    hist AS (
+        INSERT INTO intent_history (intent_id, from_status, to_status, cause, at, provider_event_id)
+        SELECT id, $14, $15, $16, $17, $18 FROM upd
+    ),
+    head AS (
+        UPDATE outbox_head SET seq = seq + 1 WHERE EXISTS (SELECT 1 FROM upd) RETURNING seq
+    ),
+    ev AS (
+        INSERT INTO outbox (seq, event_id, event_type, intent_id, business_key, created_at, payload)
+        SELECT head.seq, $19, $20, $3, $21, $22, $23 FROM head
+        RETURNING seq
+    )
+SELECT (SELECT yes FROM seen), EXISTS (SELECT 1 FROM upd), (SELECT seq FROM ev)";
+
+/// An anomaly as one statement: it changes no intent, but is decided on a version (held with
+/// a share lock to commit) and recorded once per business key; the delivery's dedup row only
+/// with it. Two identical anomalies racing may leave a seq unused: seqs only ever grow.
+const ANOMALY_SQL: &str = "WITH
+    seen AS (
+        SELECT EXISTS (SELECT 1 FROM provider_events
+                       WHERE provider = $1 AND intent_id = $3 AND event_id = $2) AS yes
+    ),
+    cur AS (SELECT version FROM intents WHERE id = $3 FOR SHARE),
+    fresh AS (
+        SELECT NOT (SELECT yes FROM seen)
+           AND EXISTS (SELECT 1 FROM cur WHERE version = $5)
+           AND NOT EXISTS (SELECT 1 FROM outbox WHERE business_key = $8) AS ok
+    ),
+    dedup AS (
+        INSERT INTO provider_events (provider, event_id, intent_id, received_at)
+        SELECT $1, $2, $3, $4 WHERE $2::TEXT IS NOT NULL AND (SELECT ok FROM fresh)
+    ),
+    head AS (
+        UPDATE outbox_head SET seq = seq + 1 WHERE (SELECT ok FROM fresh) RETURNING seq
+    ),
+    ev AS (
+        INSERT INTO outbox (seq, event_id, event_type, intent_id, business_key, created_at, payload)
+        SELECT head.seq, $6, $7, $3, $8, $9, $10 FROM head
+        ON CONFLICT (business_key) DO NOTHING
+        RETURNING seq
+    )
+SELECT (SELECT yes FROM seen), EXISTS (SELECT 1 FROM cur WHERE version = $5), (SELECT seq FROM ev)";
 
 fn apply_commit(
     tx: &mut impl GenericClient,
     st: &mut Statements,
     c: &OwnedCommit,
-) -> Result<Result<i64, CommitOutcome>, StoreError> {
+) -> Result<CommitOutcome, StoreError> {
     let id = c.intent_id.to_string();
-    if let Some((provider, event_id)) = &c.delivery {
-        let sql = st.get(
-            tx,
-            "INSERT INTO provider_events (provider, event_id, intent_id, received_at)
-             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-        )?;
-        let fresh = tx
-            .execute(
+    let (provider, event_id) = match &c.delivery {
+        Some((p, e)) => (p.as_str(), Some(e.as_str())),
+        None => ("", None),
+    };
+    let e = &c.event;
+    let event_uuid = e.event_id.hyphenated().to_string();
+    let payload = encode(&e.payload)?;
+    let row = match &c.update {
+        Some((intent, t)) => {
+            let sql = st.get(tx, TRANSITION_SQL)?;
+            tx.query_one(
                 &sql,
-                &[&provider.as_str(), event_id, &id, &c.now.unix_millis()],
+                &[
+                    &provider,
+                    &event_id,
+                    &id,
+                    &c.now.unix_millis(),
+                    &intent.status.as_str(),
+                    &provider_ref_key(intent),
+                    &intent.expires_at.map(Timestamp::unix_millis),
+                    &intent.updated_at.unix_millis(),
+                    &to_i64(intent.version)?,
+                    &encode(intent)?,
+                    &intent.reconcile_until.map(Timestamp::unix_millis),
+                    &reconcile_at(intent),
+                    &to_i64(c.expected_version)?,
+                    &t.from.map(crate::lifecycle::IntentStatus::as_str),
+                    &t.to.as_str(),
+                    &t.cause.as_str(),
+                    &t.at.unix_millis(),
+                    &t.provider_event_id,
+                    &event_uuid,
+                    &e.event_type.as_str(),
+                    &e.business_key,
+                    &e.created_at.unix_millis(),
+                    &payload,
+                ],
             )
-            .map_err(store_error)?;
-        if fresh == 0 {
-            return Ok(Err(CommitOutcome::AlreadyRecorded));
-        }
-    }
-    match &c.update {
-        Some((intent, transition)) => {
-            let sql = st.get(
-                tx,
-                "UPDATE intents SET status = $1, provider_ref = $2, expires_at = $3,
-                                    updated_at = $4, version = $5, body = $6,
-                                    reconcile_until = $9, reconcile_at = $10
-                 WHERE id = $7 AND version = $8",
-            )?;
-            let changed = tx
-                .execute(
-                    &sql,
-                    &[
-                        &intent.status.as_str(),
-                        &provider_ref_key(intent),
-                        &intent.expires_at.map(Timestamp::unix_millis),
-                        &intent.updated_at.unix_millis(),
-                        &to_i64(intent.version)?,
-                        &encode(intent)?,
-                        &id,
-                        &to_i64(c.expected_version)?,
-                        &intent.reconcile_until.map(Timestamp::unix_millis),
-                        &reconcile_at(intent),
-                    ],
-                )
-                .map_err(store_error)?;
-            if changed == 0 {
-                return Ok(Err(CommitOutcome::VersionConflict));
-            }
-            insert_history(tx, st, c.intent_id, transition)?;
         }
         None => {
-            // An anomaly changes nothing, but is decided on a version: lock the row so that
-            // the version cannot move before this transaction ends.
-            let sql = st.get(tx, "SELECT version FROM intents WHERE id = $1 FOR SHARE")?;
-            let version: Option<i64> = tx
-                .query(&sql, &[&id])
-                .map_err(store_error)?
-                .first()
-                .map(|r| r.get(0));
-            if version != Some(to_i64(c.expected_version)?) {
-                return Ok(Err(CommitOutcome::VersionConflict));
-            }
+            let sql = st.get(tx, ANOMALY_SQL)?;
+            tx.query_one(
+                &sql,
+                &[
+                    &provider,
+                    &event_id,
+                    &id,
+                    &c.now.unix_millis(),
+                    &to_i64(c.expected_version)?,
+                    &event_uuid,
+                    &e.event_type.as_str(),
+                    &e.business_key,
+                    &e.created_at.unix_millis(),
+                    &payload,
+                ],
+            )
         }
     }
-    match insert_event(tx, st, &c.event)? {
-        Some(row) => Ok(Ok(row)),
-        // The same anomaly was recorded before (same business key).
-        None if c.update.is_none() => Ok(Err(CommitOutcome::AlreadyRecorded)),
-        // The transition table allows one entry per status; a second event of the same type
-        // for an intent means a bug, and the database refuses to let it through.
-        None => Err(StoreError::Constraint(format!(
+    .map_err(|err| match store_error(err) {
+        // The outbox's business key refused a second event of this type for the intent.
+        StoreError::Constraint(_) if c.update.is_some() => StoreError::Constraint(format!(
             "refusing a second {} event for intent {}",
-            c.event.event_type, c.intent_id
-        ))),
-    }
+            e.event_type, c.intent_id
+        )),
+        other => other,
+    })?;
+    let (seen, version_ok, seq): (bool, bool, Option<i64>) = (row.get(0), row.get(1), row.get(2));
+    Ok(match seq {
+        Some(seq) => CommitOutcome::Committed { seq: to_u64(seq)? },
+        None if seen => CommitOutcome::AlreadyRecorded,
+        None if !version_ok => CommitOutcome::VersionConflict,
+        // An anomaly whose business key was recorded before.
+        None => CommitOutcome::AlreadyRecorded,
+    })
 }
 
 /// Whether `e` is kept already, or its account is full; `None` when it may be kept.
@@ -323,78 +387,84 @@ fn apply_park(
     })
 }
 
-/// Writes a batch in one transaction: each write in a savepoint, released if it wrote and
-/// rolled back otherwise; then the events of those kept are published, and the transaction
-/// commits. If the transaction fails, every write in it gets the error.
+fn apply_write(
+    c: &mut impl GenericClient,
+    st: &mut Statements,
+    w: &Write,
+) -> Result<Written, StoreError> {
+    match w {
+        Write::Commit(commit) => apply_commit(c, st, commit).map(Written::Commit),
+        Write::Park { event, cap } => apply_park(c, st, event, *cap).map(Written::Park),
+    }
+}
+
+/// Writes a batch: one write alone is one statement in its own transaction (one round trip);
+/// several share one transaction and one commit. A statement that fails aborts its whole
+/// transaction on PostgreSQL, so if any does, the batch is rolled back and each write is
+/// written again in a transaction of its own, and only the failing one fails.
 pub(super) fn write_batch(
     store: &PostgresStore,
     batch: Vec<(u64, Write)>,
 ) -> Vec<(u64, Result<Written, StoreError>)> {
     store.group.count_batch(batch.len());
-    let fail_all = |e: &StoreError, batch: &[(u64, Write)]| {
-        batch
-            .iter()
-            .map(|(t, _)| (*t, Err(copy_error(e))))
-            .collect::<Vec<_>>()
-    };
     let mut conn = match store.conn() {
         Ok(c) => c,
         Err(e) => return fail_all(&e, &batch),
     };
     let c = &mut *conn;
     let st = &mut c.statements;
-    let mut tx = match c.client.transaction() {
-        Ok(tx) => tx,
-        Err(e) => return fail_all(&store_error(e), &batch),
-    };
-    let mut applied: Vec<(u64, Result<Applied, StoreError>)> = Vec::with_capacity(batch.len());
-    for (ticket, write) in &batch {
-        let result = (|| {
-            let mut sp = tx.savepoint("write").map_err(store_error)?;
-            let r = match write {
-                Write::Commit(c) => apply_commit(&mut sp, st, c).map(Applied::Commit),
-                Write::Park { event, cap } => {
-                    apply_park(&mut sp, st, event, *cap).map(Applied::Park)
+    if batch.len() > 1 {
+        let mut tx = match c.client.transaction() {
+            Ok(tx) => tx,
+            Err(e) => return fail_all(&store_error(e), &batch),
+        };
+        let mut results = Vec::with_capacity(batch.len());
+        let mut failed = false;
+        for (ticket, write) in &batch {
+            match apply_write(&mut tx, st, write) {
+                Ok(w) => results.push((*ticket, Ok(w))),
+                Err(_) => {
+                    failed = true;
+                    break;
                 }
-            };
-            if matches!(
-                r,
-                Ok(Applied::Commit(Ok(_)) | Applied::Park(ParkOutcome::Parked))
-            ) {
-                sp.commit().map_err(store_error)?;
             }
-            // Dropping an uncommitted savepoint rolls it back.
-            r
-        })();
-        applied.push((*ticket, result));
+        }
+        if !failed {
+            // A failed commit may or may not have happened: every write gets the error.
+            return match tx.commit() {
+                Ok(()) => results,
+                Err(e) => fail_all(&store_error(e), &batch),
+            };
+        }
+        // Dropping the transaction rolls it back; nothing of the batch was written.
     }
-    let rows: Vec<i64> = applied
+    batch
         .iter()
-        .filter_map(|(_, r)| match r {
-            Ok(Applied::Commit(Ok(row))) => Some(*row),
-            _ => None,
-        })
-        .collect();
-    let seqs = match publish(&mut tx, st, &rows).and_then(|seqs| {
-        tx.commit().map_err(store_error)?;
-        Ok(seqs)
-    }) {
-        Ok(seqs) => seqs,
-        Err(e) => return fail_all(&e, &batch),
-    };
-    let mut seqs = seqs.into_iter();
-    applied
-        .into_iter()
-        .map(|(ticket, r)| {
-            let written = r.and_then(|a| match a {
-                Applied::Commit(Ok(_)) => seqs
-                    .next()
-                    .map(|seq| Written::Commit(CommitOutcome::Committed { seq }))
-                    .ok_or_else(|| StoreError::Backend("an event got no seq".into())),
-                Applied::Commit(Err(outcome)) => Ok(Written::Commit(outcome)),
-                Applied::Park(p) => Ok(Written::Park(p)),
-            });
-            (ticket, written)
-        })
+        .map(|(ticket, write)| (*ticket, alone(&mut c.client, st, write)))
+        .collect()
+}
+
+/// One write in a transaction of its own: a decided change is one statement (autocommit);
+/// parking takes a transaction-scoped lock, so it runs in an explicit transaction.
+fn alone(
+    client: &mut postgres::Client,
+    st: &mut Statements,
+    write: &Write,
+) -> Result<Written, StoreError> {
+    match write {
+        Write::Commit(_) => apply_write(client, st, write),
+        Write::Park { .. } => {
+            let mut tx = client.transaction().map_err(store_error)?;
+            let written = apply_write(&mut tx, st, write)?;
+            tx.commit().map_err(store_error)?;
+            Ok(written)
+        }
+    }
+}
+
+fn fail_all(e: &StoreError, batch: &[(u64, Write)]) -> Vec<(u64, Result<Written, StoreError>)> {
+    batch
+        .iter()
+        .map(|(t, _)| (*t, Err(copy_error(e))))
         .collect()
 }

@@ -31,6 +31,12 @@ impl TestDatabase {
             eprintln!("INTENTKIT_TEST_POSTGRES is not set: the PostgreSQL case does not run");
             return None;
         };
+        Some(Self::create_on(&admin))
+    }
+
+    /// A new, empty database on the server `admin` (an admin URL) names.
+    pub fn create_on(admin: &str) -> Self {
+        let admin = admin.to_string();
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "ik_{}_{}_{}",
@@ -40,7 +46,7 @@ impl TestDatabase {
         );
         admin_sql(&admin, &format!("CREATE DATABASE {name}")).expect("CREATE DATABASE");
         let url = url_with_dbname(&admin, &name);
-        Some(TestDatabase { admin, name, url })
+        TestDatabase { admin, name, url }
     }
 
     /// Its URL.
