@@ -39,6 +39,10 @@ base_url = "$p_base"
 api_key = "pk_sandbox"
 webhook_secret = "whsec_c2FuZGJveA"
 
+[pientegra.tr-main.http]
+# One retry: the fault tests fail a create quickly.
+max_retries = 1
+
 [decentro.in-main]
 base_url = "$d_base"
 client_id = "sandbox_client"
@@ -50,6 +54,17 @@ TOML
 
 echo "== C (gcc -Wall -Wextra -Werror, valgrind)"
 cflags=(-std=c11 -Wall -Wextra -Werror -g -I bindings/c)
+# The header's own examples (between \code and \endcode) compile as written.
+n=0
+while IFS= read -r -d '' block; do
+  n=$((n + 1))
+  printf '%s\n' "$block" >"$work/header-example-$n.c"
+  gcc "${cflags[@]}" -c "$work/header-example-$n.c" -o "$work/header-example-$n.o" \
+    || { cat -n "$work/header-example-$n.c"; echo "intentkit.h example $n does not compile" >&2; exit 1; }
+done < <(awk '/\\code/{on=1; buf=""; next} /\\endcode/{on=0; printf "%s%c", buf, 0; next}
+              on {sub(/^ \* ?/, ""); buf = buf $0 "\n"}' bindings/c/intentkit.h)
+[ "$n" -gt 0 ] || { echo "no example found in intentkit.h" >&2; exit 1; }
+echo "c header examples: $n compiled"
 gcc "${cflags[@]}" bindings/c/example.c -L "$target" -lintentkit -o "$work/example"
 gcc "${cflags[@]}" -pthread bindings/c/tests/test_intentkit.c -L "$target" -lintentkit -o "$work/test_c"
 config "$work/example.toml" "$work/example.db"

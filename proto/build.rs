@@ -29,8 +29,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(fds)?;
 
+    // Every field is written, with its default when unset (protojson's EmitUnpopulated): an
+    // empty page is `"events":[]`, not a missing key, so JSON hosts need no special case.
+    // Unset message fields stay absent.
     pbjson_build::Builder::new()
         .register_descriptors(&bytes)?
+        .emit_fields()
         .extern_path(".google.protobuf", "::pbjson_types")
         .build(&[".intentkit.v1"])?;
     Ok(())

@@ -14,6 +14,42 @@
  *  - const char * arguments are borrowed for the call only; intentkit_version is static.
  * Threads: a handle may be used from any number of threads at once; calls block.
  * fork(): never use a handle across fork(); open one in each process (PHP-FPM: in the worker).
+ * Errors: a refused call returns its status and fills the IntentkitError_t (reason, message,
+ * retryable, and intent_id when a create recorded its intent). intentkit_handle_webhook is
+ * different by design: a delivery it judged (applied, duplicate, refused, unknown account...)
+ * returns INTENTKIT_STATUS_OK with the HTTP status and body to give the provider in the JSON
+ * (httpStatus, httpBody, outcome, reason); only a request it cannot read is an error.
+ *
+ * Example (CI extracts and compiles it against this header: bindings/run-tests.sh):
+ * \code
+ * #include <stdio.h>
+ * #include "intentkit.h"
+ *
+ * int create_one(const char *config_toml) {
+ *     IntentkitHandle_t *ik = NULL;
+ *     IntentkitError_t e = {0};
+ *     if (intentkit_open(config_toml, &ik, &e) != INTENTKIT_STATUS_OK) {
+ *         fprintf(stderr, "open: %s: %s\n", e.reason, e.message);
+ *         intentkit_error_free(&e);
+ *         return 1;
+ *     }
+ *     char *intent = NULL;
+ *     IntentkitStatus_t st = intentkit_create_deposit(ik,
+ *         "{\"idempotencyKey\":\"order-1001\",\"account\":\"tr-main\",\"amountMinor\":\"150000\","
+ *         "\"currency\":\"TRY\",\"reference\":\"order-1001\",\"userId\":\"user-42\"}",
+ *         &intent, &e);
+ *     if (st == INTENTKIT_STATUS_OK) {
+ *         printf("%s\n", intent);
+ *         intentkit_string_free(intent);
+ *     } else {
+ *         fprintf(stderr, "create: %s (retryable: %d, recorded intent: %s)\n", e.reason,
+ *                 e.retryable, e.intent_id ? e.intent_id : "none");
+ *     }
+ *     intentkit_error_free(&e);
+ *     intentkit_close(ik);
+ *     return st == INTENTKIT_STATUS_OK ? 0 : 1;
+ * }
+ * \endcode
  */
 #ifndef INTENTKIT_H
 #define INTENTKIT_H
@@ -23,7 +59,7 @@
 #define INTENTKIT_VERSION_MAJOR 0
 #define INTENTKIT_VERSION_MINOR 1
 #define INTENTKIT_VERSION_PATCH 0
-#define INTENTKIT_ABI_VERSION 1
+#define INTENTKIT_ABI_VERSION 2
 
 
 #ifdef __cplusplus
@@ -131,7 +167,7 @@ IntentkitStatus_t;
 #include <stdbool.h>
 
 /** \brief
- *  Error details. Zero-initialize it before the first call (`intentkit_error_t e = {0};`);
+ *  Error details. Zero-initialize it before the first call (`IntentkitError_t e = {0};`);
  *  a call that fails frees what the struct held and writes new values; a call that succeeds
  *  leaves it untouched. Free its strings with `intentkit_error_free`.
  */
@@ -156,6 +192,12 @@ typedef struct IntentkitError {
      *  Whether the same call may succeed later.
      */
     bool retryable;
+
+    /** \brief
+     *  The intent a failed create still recorded (retrying with the same idempotency key
+     *  finishes it); NULL otherwise. Owned by the caller.
+     */
+    char * intent_id;
 } IntentkitError_t;
 
 /** \brief
@@ -187,8 +229,10 @@ intentkit_cancel (
     IntentkitError_t * error);
 
 /** \brief
- *  Closes a handle: waits up to five seconds for its background work, then frees it. NULL is a
- *  no-op. No other call may be using the handle.
+ *  Closes a handle: lets the store calls and provider requests of calls that already timed
+ *  out (a handle runs no background jobs of its own: maintenance runs only inside
+ *  `intentkit_run_maintenance`) finish or stop, for up to five seconds, then closes its
+ *  database connections and frees it. NULL is a no-op. No other call may be using the handle.
  */
 void
 intentkit_close (

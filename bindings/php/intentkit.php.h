@@ -30,6 +30,7 @@ typedef struct IntentkitError {
     char * reason;
     char * message;
     bool retryable;
+    char * intent_id;
 } IntentkitError_t;
 IntentkitStatus_t
 intentkit_ack (

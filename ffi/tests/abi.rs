@@ -14,6 +14,7 @@ fn error() -> IntentkitError {
         reason: None,
         message: None,
         retryable: false,
+        intent_id: None,
     }
 }
 
@@ -116,4 +117,68 @@ fn a_call_past_its_timeout_is_deadline_exceeded_and_retryable_with_the_same_key(
 
     intentkit_close(Some(handle));
     sim.shutdown();
+}
+
+/// A create that recorded its intent but could not reach the provider names the intent in
+/// the error's own field, so a C host need not parse the message.
+#[test]
+fn a_failed_create_that_recorded_its_intent_names_it_in_the_error() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on the discard port: every connection is refused at once.
+    let config = CString::new(format!(
+        "[ffi]\ndatabase = \"{}\"\n\n[pientegra.tr-main]\nbase_url = \"http://127.0.0.1:9/api/v1\"\n\
+         api_key = \"pk_sandbox\"\nwebhook_secret = \"whsec_c2FuZGJveA\"\n\n[pientegra.tr-main.http]\nmax_retries = 0\n",
+        dir.path().join("r.db").display()
+    ))
+    .unwrap();
+    let mut handle: Option<repr_c::Box<IntentkitHandle>> = None;
+    let mut e = error();
+    let st = intentkit_open(
+        Some(char_p::Ref::from(config.as_c_str())),
+        Some(handle.manually_drop_mut().as_out()),
+        Some(&mut e),
+    );
+    assert_eq!(st, IntentkitStatus::Ok, "{e:?}");
+    let handle = handle.unwrap();
+    let request = CString::new(
+        r#"{"idempotencyKey":"r-1","account":"tr-main","amountMinor":"100000","currency":"TRY","reference":"o-1","userId":"u-1"}"#,
+    )
+    .unwrap();
+    let mut out: Option<char_p::Box> = None;
+    let st = intentkit_create_deposit(
+        Some(&handle),
+        Some(char_p::Ref::from(request.as_c_str())),
+        Some(out.manually_drop_mut().as_out()),
+        Some(&mut e),
+    );
+    assert_eq!(st, IntentkitStatus::Unavailable, "{e:?}");
+    assert!(e.retryable);
+    let id = e
+        .intent_id
+        .as_ref()
+        .expect("the recorded intent's id")
+        .to_str()
+        .to_string();
+    let get = CString::new(format!(r#"{{"id":"{id}"}}"#)).unwrap();
+    let st = intentkit_get(
+        Some(&handle),
+        Some(char_p::Ref::from(get.as_c_str())),
+        Some(out.manually_drop_mut().as_out()),
+        Some(&mut e),
+    );
+    assert_eq!(st, IntentkitStatus::Ok, "{e:?}");
+    assert!(
+        out.as_ref()
+            .unwrap()
+            .to_str()
+            .contains("INTENT_STATUS_CREATED")
+    );
+    intentkit_string_free(out.take());
+    // A later failure that recorded nothing leaves no stale id behind.
+    let st = intentkit_get(Some(&handle), None, None, Some(&mut e));
+    assert_eq!(st, IntentkitStatus::InvalidArgument);
+    assert!(e.intent_id.is_none());
+    intentkit_error_free(Some(&mut e));
+    intentkit_close(Some(handle));
 }

@@ -39,3 +39,26 @@ pub fn from_json<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, ApiErr
         )
     })
 }
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+
+    /// An empty page still has its list, and unset scalars their defaults, so a JSON host reads
+    /// every response the same way; an unset message field stays absent.
+    #[test]
+    fn empty_lists_and_defaults_are_written() {
+        let page = v1::ListEventsResponse {
+            events: vec![],
+            acked_seq: 3,
+        };
+        assert_eq!(to_json(&page), r#"{"events":[],"ackedSeq":"3"}"#);
+        let intents = v1::ListIntentsResponse::default();
+        assert_eq!(to_json(&intents), r#"{"intents":[],"nextPageToken":""}"#);
+        let intent: serde_json::Value =
+            serde_json::from_str(&to_json(&v1::Intent::default())).unwrap();
+        assert_eq!(intent["metadata"], serde_json::json!({}));
+        assert_eq!(intent["status"], "INTENT_STATUS_UNSPECIFIED");
+        assert!(intent.get("handoff").is_none(), "{intent}");
+    }
+}

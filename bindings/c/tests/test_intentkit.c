@@ -389,7 +389,7 @@ int main(int argc, char **argv) {
     intentkit_string_free(out);
     out = NULL;
     CHECK(intentkit_next_events(handle, "{\"consumer\":\"c-test\"}", &out, &err) == INTENTKIT_STATUS_OK, "poll 2");
-    CHECK(out && !strstr(out, "\"events\""), "nothing after the ack: %s", out);
+    CHECK(out && strstr(out, "\"events\":[]"), "nothing after the ack, as an empty list: %s", out);
     intentkit_string_free(out);
     out = NULL;
 
@@ -421,13 +421,32 @@ int main(int argc, char **argv) {
     intentkit_string_free(out);
     out = NULL;
 
+    /* A create Pientegra fails on its side: the intent is recorded, and the error names it
+       in its own field; the same key later finishes that intent, not another. */
+    CHECK(http_post(root, "/_control/faults", "{\"error_rate\":1.0}") == 204, "faults on");
+    const char *failing = "{\"idempotencyKey\":\"c-dep-3\",\"account\":\"tr-main\",\"amountMinor\":\"7000\","
+        "\"currency\":\"TRY\",\"reference\":\"order-c-4\",\"userId\":\"user-c\"}";
+    CHECK(intentkit_create_deposit(handle, failing, &out, &err) == INTENTKIT_STATUS_UNAVAILABLE,
+        "create under faults: %s", err.reason);
+    CHECK(err.retryable && err.intent_id != NULL, "the recorded intent is named: %s",
+        err.intent_id ? err.intent_id : "(null)");
+    char recorded[64] = {0};
+    if (err.intent_id) snprintf(recorded, sizeof recorded, "%s", err.intent_id);
+    CHECK(http_post(root, "/_control/faults", "{}") == 204, "faults off");
+    CHECK(intentkit_create_deposit(handle, failing, &out, &err) == INTENTKIT_STATUS_OK, "retry: %s", err.message);
+    char id3[64] = {0};
+    if (out) json_string(out, "id", id3, sizeof id3);
+    CHECK(recorded[0] && strcmp(id3, recorded) == 0, "the retry finished %s, the error named %s", id3, recorded);
+    intentkit_string_free(out);
+    out = NULL;
+
     /* Every free of NULL is a no-op. */
     intentkit_string_free(NULL);
     intentkit_error_free(NULL);
     intentkit_close(NULL);
 
     intentkit_error_free(&err);
-    CHECK(err.reason == NULL && err.message == NULL, "error cleared");
+    CHECK(err.reason == NULL && err.message == NULL && err.intent_id == NULL, "error cleared");
     intentkit_close(handle);
 
     printf("c: %d checks, %d passed, %d failed\n", checks, checks - failures, failures);

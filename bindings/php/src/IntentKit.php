@@ -23,6 +23,8 @@ final class IntentKitException extends \RuntimeException
         public readonly string $reason,
         string $message,
         public readonly bool $retryable,
+        /** The intent a failed create still recorded (retry with the same key to finish it). */
+        public readonly ?string $intentId = null,
     ) {
         parent::__construct("$reason: $message", $status);
     }
@@ -30,6 +32,9 @@ final class IntentKitException extends \RuntimeException
 
 final class Client
 {
+    /** The ABI this class is written for (`INTENTKIT_ABI_VERSION`): 2 added `intent_id` to errors. */
+    public const ABI_VERSION = 2;
+
     public const STATUS_OK = 0;
     public const STATUS_INVALID_ARGUMENT = 3;
     public const STATUS_NOT_FOUND = 5;
@@ -72,8 +77,8 @@ final class Client
     private static function open(string $function, string $arg): \FFI\CData
     {
         $ffi = self::ffi();
-        if ($ffi->intentkit_abi_version() !== 1) {
-            throw new \LogicException('libintentkit ABI ' . $ffi->intentkit_abi_version() . ', this class speaks 1');
+        if ($ffi->intentkit_abi_version() !== self::ABI_VERSION) {
+            throw new \LogicException('libintentkit ABI ' . $ffi->intentkit_abi_version() . ', this class speaks ' . self::ABI_VERSION);
         }
         $handle = $ffi->new('IntentkitHandle_t*');
         $error = $ffi->new('IntentkitError_t');
@@ -112,8 +117,9 @@ final class Client
         $reason = $error->reason === null ? 'UNKNOWN' : \FFI::string($error->reason);
         $message = $error->message === null ? '' : \FFI::string($error->message);
         $retryable = (bool) $error->retryable;
+        $intentId = $error->intent_id === null ? null : \FFI::string($error->intent_id);
         $ffi->intentkit_error_free(\FFI::addr($error));
-        throw new IntentKitException($status, $reason, $message, $retryable);
+        throw new IntentKitException($status, $reason, $message, $retryable, $intentId);
     }
 
     private function call(string $function, array $request): array

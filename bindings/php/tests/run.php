@@ -142,6 +142,20 @@ expectError(fn () => $ik->createDeposit(deposit('php-tiny', 10)), Client::STATUS
 expectError(fn () => $ik->cancel($intent['id']), Client::STATUS_FAILED_PRECONDITION, 'INVALID_TRANSITION', 'cancel approved');
 expectError(fn () => $ik->list(['statusez' => []]), Client::STATUS_INVALID_ARGUMENT, 'INVALID_JSON', 'unknown field');
 expectError(fn () => new Client("[ffi]\n"), Client::STATUS_INVALID_ARGUMENT, 'INVALID_CONFIG', 'no database');
+// A create Pientegra fails on its side: the intent is recorded and the exception names it; the
+// same key later finishes that intent.
+check(post("$root/_control/faults", '{"error_rate":1.0}') === 204, 'faults on');
+$recorded = null;
+try {
+    $ik->createDeposit(deposit('php-fault', 7000));
+    check(false, 'fault: no exception');
+} catch (IntentKitException $e) {
+    $recorded = $e->intentId;
+    check($e->status === Client::STATUS_UNAVAILABLE && $e->retryable && $recorded !== null,
+        "fault: {$e->status} {$e->reason} " . var_export($recorded, true));
+}
+check(post("$root/_control/faults", '{}') === 204, 'faults off');
+check($ik->createDeposit(deposit('php-fault', 7000))['id'] === $recorded, 'the retry finishes the recorded intent');
 $ffi = Client::ffi();
 $err = $ffi->new('IntentkitError_t');
 $st = $ffi->intentkit_selftest_panic(FFI::addr($err));
@@ -195,7 +209,7 @@ do {
         $after = (int) $e['seq'];
     }
 } while ($page !== []);
-$expected = 2 + 4 * $perChild + $perChild; // php-1, php-2, the forks' own, the shared ones
+$expected = 3 + 4 * $perChild + $perChild; // php-1, php-2, php-fault, the forks' own, the shared ones
 check(count($created) === $expected, 'intents created: ' . count($created) . " of $expected");
 check(max($created) === 1 && max($pending) === 1, 'no event doubled');
 check(count($pending) === $expected - 0, 'every intent pending once: ' . count($pending));
