@@ -582,6 +582,25 @@ const HEADER_BANNER: &str = r##"/*! \file intentkit.h
 mod tests {
     use super::*;
 
+    /// Every `[ffi]` key the loader reads is in docs/config.md's `[ffi]` table, and nothing
+    /// else is.
+    #[test]
+    fn every_ffi_key_is_documented() {
+        let doc = include_str!("../../docs/config.md");
+        let start = doc.find("## `[ffi]`").expect("an [ffi] section");
+        let section = &doc[start..];
+        let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+        let documented: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+            .collect();
+        let mut read = intentkit_core::provider::config::serde_fields::<RawFfi>().to_vec();
+        read.sort_unstable();
+        let mut documented = documented;
+        documented.sort_unstable();
+        assert_eq!(documented, read);
+    }
+
     #[test]
     fn the_version_is_the_workspace_version() {
         let manifest = include_str!("../../Cargo.toml");

@@ -142,6 +142,7 @@ pub async fn run_maintenance(engine: &Engine) -> serde_json::Value {
                 "done": j.done,
                 "backlog": j.backlog,
                 "cutShort": j.cut_short,
+                "heldElsewhere": j.held_elsewhere,
                 "elapsedMs": u64::try_from(j.elapsed.as_millis()).unwrap_or(u64::MAX),
             })
         })

@@ -520,3 +520,96 @@ impl ProvidersConfig {
 
 #[cfg(test)]
 mod tests;
+
+/// The field names a serde definition reads, taken from the definition itself (the derive
+/// passes them to `deserialize_struct`), so that documentation can be tested against the very
+/// list the loader accepts.
+pub fn serde_fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    struct Fields(Option<&'static [&'static str]>);
+
+    #[derive(Debug)]
+    struct Stop;
+    impl std::fmt::Display for Stop {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("field names taken")
+        }
+    }
+    impl std::error::Error for Stop {}
+    impl serde::de::Error for Stop {
+        fn custom<M: std::fmt::Display>(_: M) -> Self {
+            Stop
+        }
+    }
+
+    impl<'de> serde::Deserializer<'de> for &mut Fields {
+        type Error = Stop;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Stop> {
+            Err(Stop)
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _name: &'static str,
+            fields: &'static [&'static str],
+            _visitor: V,
+        ) -> Result<V::Value, Stop> {
+            self.0 = Some(fields);
+            Err(Stop)
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    let mut f = Fields(None);
+    let _ = T::deserialize(&mut f);
+    f.0.unwrap_or(&[])
+}
+
+/// The keys of `[pientegra.<account>]`, `[decentro.<account>]` and their `.http` table, from
+/// the definitions the loader uses.
+pub fn table_keys() -> [(&'static str, &'static [&'static str]); 3] {
+    [
+        ("pientegra", serde_fields::<RawPientegra>()),
+        ("decentro", serde_fields::<RawDecentro>()),
+        ("http", serde_fields::<HttpSettings>()),
+    ]
+}
+
+#[cfg(test)]
+mod doc_tests {
+    /// Every key the loader reads is in docs/config.md, in its own table's section, and in the
+    /// complete example `--check-config` accepts.
+    #[test]
+    fn every_provider_key_is_documented_in_its_table() {
+        let doc = include_str!("../../../docs/config.md");
+        let example = include_str!("../../../docs/intentkit.example.toml");
+        let section = |heading: &str| {
+            let start = doc.find(heading).unwrap_or_else(|| panic!("no {heading}"));
+            let rest = &doc[start + heading.len()..];
+            &rest[..rest.find("\n## ").unwrap_or(rest.len())]
+        };
+        for (table, keys) in super::table_keys() {
+            let heading = match table {
+                "http" => "## `[<provider>.<account>.http]`",
+                "pientegra" => "## `[pientegra.<account>]`",
+                _ => "## `[decentro.<account>]`",
+            };
+            assert!(!keys.is_empty(), "{table}: no keys read");
+            for key in keys {
+                if *key == "http" {
+                    continue; // the sub-table, documented under its own heading
+                }
+                assert!(
+                    section(heading).contains(&format!("`{key}`")),
+                    "{table}.{key} is not documented under {heading}"
+                );
+                // Retired keys are documented but not in the example.
+                if *key != "confirm_callbacks" {
+                    assert!(example.contains(key), "{table}.{key} is not in the example");
+                }
+            }
+        }
+    }
+}
