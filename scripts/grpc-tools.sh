@@ -4,7 +4,8 @@
 #  - buf lint on proto/, and buf breaking against the previous commit (local only, no plugins);
 #  - grpcurl through server reflection against a real intentkitd --sandbox: list, describe, a
 #    deposit created and read back, and a call without a token refused;
-#  - grpc-health-probe against the standard health service.
+#  - grpc-health-probe against the standard health service;
+#  - the simulators' walkthrough in docs/guide/simulator.md, run as written.
 # Called by scripts/test.sh with INTENTKITD set to the binary every suite shares.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,4 +83,24 @@ if "$tools/grpc-health-probe" -addr="$addr" -service no.such.Service -rpc-timeou
   echo "health reported an unknown service as serving" >&2; exit 1
 fi
 ok "grpc-health-probe on an unknown service fails"
+# The simulators' walkthrough (docs/guide/simulator.md), run as written against this sandbox
+# (its addresses in place of the defaults), without its last, endless StreamEvents line: every
+# outcome it drives must reach the outbox.
+p_root=$(sed -n 's/^ *simulators *pientegra \(http:[^ ]*\)\/api\/v1.*/\1/p' "$work/out.txt")
+awk '/^```sh$/{on=1; next} /^```$/{on=0} on' docs/guide/simulator.md | grep -v StreamEvents \
+  | sed -e "s#127.0.0.1:50051#$addr#g" -e "s#http://127.0.0.1:8701#$p_root#g" \
+  | sed -e "s#^grpcurl #$tools/grpcurl #" -e "s#grpcurl -plaintext#$tools/grpcurl -plaintext#g" >"$work/walkthrough.sh"
+grep -q "late-arrival" "$work/walkthrough.sh" || { echo "no walkthrough in docs/guide/simulator.md" >&2; exit 1; }
+(cd "$work" && bash -e walkthrough.sh >/dev/null 2>&1) || { cat -n "$work/walkthrough.sh"; echo "the walkthrough failed" >&2; exit 1; }
+want="intent.approved intent.rejected intent.expired intent.late_arrival"
+for _ in $(seq 100); do
+  types=$("${grpcurl[@]}" "${auth[@]}" -d '{"consumer":"walkthrough","afterSeq":"0","limit":500}' \
+    "$addr" intentkit.v1.IntentService/ListEvents 2>/dev/null | sed -n 's/.*"typeName": "\([^"]*\)".*/\1/p' | sort -u | tr '\n' ' ' || true)
+  missing=""
+  for t in $want; do case " $types " in *" $t "*) ;; *) missing="$missing $t" ;; esac; done
+  [ -z "$missing" ] && break
+  sleep 0.1
+done
+[ -z "$missing" ] || { echo "the walkthrough's outcomes did not all arrive; missing:$missing" >&2; exit 1; }
+ok "docs/guide/simulator.md walkthrough: every outcome reached the outbox"
 echo "grpc tools: $passed passed, 0 failed"
