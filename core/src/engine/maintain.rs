@@ -68,24 +68,34 @@ impl Engine {
         report
     }
 
-    /// Takes the lease of one job for this instance, for `hold`; `None` if another instance
-    /// holds it.
-    async fn claim(&self, name: String, hold: Duration) -> Result<Option<u64>, EngineError> {
-        let holder = self.inner.instance.clone();
+    /// Takes the lease of one job for this pass, for `hold`: its fence and the holder name to
+    /// give it back with; `None` if another instance, or another pass here (two concurrent
+    /// `intentkit_run_maintenance` calls on one handle), holds it. Each pass is its own holder,
+    /// so one pass giving a lease back never frees it under another that still runs.
+    async fn claim(
+        &self,
+        name: String,
+        hold: Duration,
+    ) -> Result<Option<(u64, String)>, EngineError> {
+        let holder = format!("{}/{}", self.inner.instance, uuid::Uuid::now_v7().simple());
         let now = self.inner.clock.now();
         let until = now.plus_millis(i64::try_from(hold.as_millis()).unwrap_or(i64::MAX));
         self.blocking(move |l| {
-            l.store()
-                .acquire_lease(&name, &holder, now, until)
-                .map_err(Into::into)
+            Ok(l.store()
+                .acquire_lease(&name, &holder, now, until)?
+                .map(|fence| (fence, holder)))
         })
         .await
     }
 
     /// Gives a job's lease back once the job is done, so that any instance can take the next
     /// pass (a failure to do so only delays that pass until the lease runs out).
-    async fn unclaim(&self, name: String, fence: u64, report: &mut MaintenanceReport) {
-        let holder = self.inner.instance.clone();
+    async fn unclaim(
+        &self,
+        name: String,
+        (fence, holder): (u64, String),
+        report: &mut MaintenanceReport,
+    ) {
         let what = name.clone();
         let released = self
             .blocking(move |l| {
@@ -120,8 +130,8 @@ impl Engine {
                 _ => budget,
             } + JOB_SLACK
                 + LEASE_MARGIN;
-            let fence = match self.claim(lease.clone(), hold).await {
-                Ok(Some(fence)) => fence,
+            let claimed = match self.claim(lease.clone(), hold).await {
+                Ok(Some(claimed)) => claimed,
                 claimed => {
                     let error = claimed.err().map(|e| e.to_string());
                     if let Some(e) = &error {
@@ -197,7 +207,7 @@ impl Engine {
                     adapter.account()
                 ));
             }
-            self.unclaim(lease, fence, &mut report).await;
+            self.unclaim(lease, claimed, &mut report).await;
             report.jobs.push(JobReport {
                 provider: adapter.provider(),
                 account: adapter.account().clone(),
@@ -247,8 +257,8 @@ impl Engine {
             * u32::try_from(Provider::ALL.len() + 1).unwrap_or(u32::MAX)
             + JOB_SLACK
             + LEASE_MARGIN;
-        let fence = match self.claim("maintenance:shared".into(), hold).await {
-            Ok(Some(fence)) => fence,
+        let claimed = match self.claim("maintenance:shared".into(), hold).await {
+            Ok(Some(claimed)) => claimed,
             Ok(None) => return report,
             Err(e) => {
                 report.errors.push(format!("claiming the shared job: {e}"));
@@ -256,7 +266,7 @@ impl Engine {
             }
         };
         self.shared_job(&mut report).await;
-        self.unclaim("maintenance:shared".into(), fence, &mut report)
+        self.unclaim("maintenance:shared".into(), claimed, &mut report)
             .await;
         report
     }

@@ -7,9 +7,10 @@
 //!   signals are capped per account under a transaction-scoped lock.
 //! - **The outbox's order.** With concurrent writers, a sequence number taken at insert time
 //!   can commit after a higher one, and a consumer reading "seq > cursor" in between would skip
-//!   it for good. Here an event is inserted without a seq; the writing transaction's last step
-//!   takes the single `outbox_head` row (`UPDATE ... RETURNING`, a row lock held to commit),
-//!   assigns the next seqs to its events, and commits. The next writer's head update waits for
+//!   it for good. Here a transaction's events get their seqs from the single `outbox_head` row
+//!   (`UPDATE ... RETURNING`, a row lock held to commit) as its last step before committing: a
+//!   write alone does it at the end of its one statement; a batch inserts its events without
+//!   seqs and publishes them all at the end. The next writer's head update waits for
 //!   that commit, and PostgreSQL makes a transaction visible before it releases its locks, so
 //!   seqs become visible in the order they are assigned: whatever a reader sees up to seq N,
 //!   nothing at or below N can still appear. A transaction that stalls (a long-running one, a
@@ -17,8 +18,13 @@
 //!   event-writing commits queue one at a time on the head row for the length of one commit;
 //!   group commit (one transaction, one head update and one flush for every write waiting in
 //!   this process) amortises it (see `docs/decisions.md` and the `pg_transitions` bench).
-//! - No session state: no session-level advisory locks or temporary tables, so the store works
-//!   behind a transaction-pooling proxy. Locks are row locks or `pg_advisory_xact_lock`.
+//! - No session-level advisory locks or temporary tables: locks are row locks or
+//!   `pg_advisory_xact_lock`. Each connection keeps its prepared statements, so a pooling
+//!   proxy in front must keep them (session pooling, or PgBouncer 1.21+ with
+//!   `max_prepared_statements`).
+//! - Nothing waits for ever: each session sets `lock_timeout`, `statement_timeout`,
+//!   `idle_in_transaction_session_timeout` (a stalled instance's open transaction is ended by
+//!   the server, which frees the outbox head), READ COMMITTED, and short TCP keepalives.
 //! - Schema: versioned migrations (`postgres/NNNN_*.sql`), applied on open in one transaction
 //!   under a transaction-scoped advisory lock, so instances starting together migrate once.
 
@@ -211,6 +217,22 @@ impl PostgresStore {
         if pg.get_application_name().is_none() {
             pg.application_name("intentkit");
         }
+        // Nothing waits for ever: a lock or statement stuck behind a paused or partitioned
+        // peer fails (`STORE_BUSY`, retried by the caller) instead of freezing every writer,
+        // and a transaction left open by a stalled instance is ended by the server, which
+        // frees the outbox head for the others. READ COMMITTED is what the write statements'
+        // re-checks rely on, whatever the database's default.
+        let ours = "-c lock_timeout=10s -c statement_timeout=30s \
+                    -c idle_in_transaction_session_timeout=30s \
+                    -c default_transaction_isolation=read\\ committed";
+        let options = match pg.get_options() {
+            Some(theirs) => format!("{theirs} {ours}"),
+            None => ours.to_string(),
+        };
+        pg.options(&options);
+        // A dead peer is noticed in seconds, not at TCP's defaults (hours idle, ~15 min busy).
+        pg.keepalives_idle(Duration::from_secs(30));
+        pg.tcp_user_timeout(Duration::from_secs(30));
         let pool = Pool::new(pg, tls(&config)?, config.max_connections, config.pool_wait);
         let store = PostgresStore {
             pool,

@@ -155,3 +155,43 @@ fn a_stalled_writer_delays_later_events_and_never_makes_the_reader_skip() {
         .collect();
     assert_eq!(read, vec![4, 5], "delayed, in order, none skipped");
 }
+
+/// The store runs its transactions at READ COMMITTED whatever the database's default: its
+/// write statements re-check rows they waited for, which stricter levels answer with
+/// serialization failures. Eight writers racing for the outbox head on a database whose
+/// default is SERIALIZABLE all commit.
+#[test]
+fn a_stricter_database_default_does_not_turn_races_into_failures() {
+    let Some(db) = Db::postgres() else { return };
+    let Db::Postgres(_, url) = &db else {
+        unreachable!()
+    };
+    let name = url.rsplit('/').next().unwrap().to_string();
+    side(&db)
+        .batch_execute(&format!(
+            "ALTER DATABASE {name} SET default_transaction_isolation = 'serializable'"
+        ))
+        .unwrap();
+    let (ledger, _) = db.open();
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let (ledger, barrier) = (ledger.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                for n in 0..10 {
+                    let id = ledger
+                        .create(deposit(100_000), key(&format!("s{w}-{n}")))
+                        .unwrap()
+                        .intent
+                        .id;
+                    ledger.apply(id, handoff(&format!("ps-{w}-{n}"))).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().expect("no writer failed");
+    }
+    assert_eq!(ledger.events_after(0, 1_000).unwrap().len(), 160);
+}

@@ -1,6 +1,7 @@
 //! Writes on PostgreSQL: the create, and decided changes and parked signals through group
-//! commit (`store::group`), each batch in one transaction with a savepoint per write. Events
-//! are inserted without a seq and published as the transaction's last step ([`publish`]).
+//! commit (`store::group`). A write alone is one autocommit statement that takes its seq from
+//! the head row last; a batch writes its events without seqs and publishes them all as its
+//! transaction's last step ([`publish`]), as a create does.
 
 use postgres::{GenericClient, Transaction};
 
@@ -139,17 +140,15 @@ pub(super) fn insert_intent(
     Ok(InsertOutcome::Inserted { seq })
 }
 
-/// A decided change as one statement: the delivery's dedup row, the version-checked update,
-/// its history row, and its event with the next seq, all or nothing. One round trip (plus the
-/// commit): on a network store round trips, not the disk, are what a transition costs.
-///
-/// Each part runs only if the one before it wrote: a delivery seen before writes nothing
-/// (`AlreadyRecorded`); a version that moved writes nothing, not even the dedup row, so the
-/// ledger's retry on the new version still applies it (`VersionConflict`). Two deliveries
-/// racing for one intent serialize on its row: the second finds the version moved. The seq
-/// comes from the head row, locked from here to commit (see `publish`). A second event of one
-/// type for an intent (its business key) fails the statement: a bug the database refuses.
-const TRANSITION_SQL: &str = "WITH
+/// The parts of a decided change before its event: the version-checked update and the
+/// delivery's dedup row and history row, each only if the one before it wrote. A delivery
+/// seen before writes nothing (`AlreadyRecorded`); a version that moved writes nothing, not
+/// even the dedup row, so the ledger's retry on the new version still applies it
+/// (`VersionConflict`). Two deliveries racing for one intent serialize on its row: the second
+/// finds the version moved.
+macro_rules! transition_head {
+    () => {
+        "WITH
     seen AS (
         SELECT EXISTS (SELECT 1 FROM provider_events
                        WHERE provider = $1 AND intent_id = $3 AND event_id = $2) AS yes
@@ -167,7 +166,17 @@ const TRANSITION_SQL: &str = "WITH
     hist AS (
         INSERT INTO intent_history (intent_id, from_status, to_status, cause, at, provider_event_id)
         SELECT id, $14, $15, $16, $17, $18 FROM upd
-    ),
+    ),"
+    };
+}
+
+/// A decided change alone, as one statement that also takes its seq from the head row (one
+/// round trip plus the commit: on a network store round trips, not the disk, are what a
+/// transition costs). The head row stays locked from here to the commit, which follows at
+/// once (autocommit). Answers (seen, version matched, seq).
+const TRANSITION_SQL: &str = concat!(
+    transition_head!(),
+    "
     head AS (
         UPDATE outbox_head SET seq = seq + 1 WHERE EXISTS (SELECT 1 FROM upd) RETURNING seq
     ),
@@ -176,12 +185,30 @@ const TRANSITION_SQL: &str = "WITH
         SELECT head.seq, $19, $20, $3, $21, $22, $23 FROM head
         RETURNING seq
     )
-SELECT (SELECT yes FROM seen), EXISTS (SELECT 1 FROM upd), (SELECT seq FROM ev)";
+SELECT (SELECT yes FROM seen), EXISTS (SELECT 1 FROM upd), (SELECT seq FROM ev)"
+);
 
-/// An anomaly as one statement: it changes no intent, but is decided on a version (held with
-/// a share lock to commit) and recorded once per business key; the delivery's dedup row only
-/// with it. Two identical anomalies racing may leave a seq unused: seqs only ever grow.
-const ANOMALY_SQL: &str = "WITH
+/// The same inside a batch: the event is written without its seq (answers its row id), and
+/// the batch publishes all its events as its last step, so the head row is locked only for
+/// the commit, never while the batch still takes intent row locks (which would let two
+/// instances deadlock).
+const TRANSITION_UNPUBLISHED_SQL: &str = concat!(
+    transition_head!(),
+    "
+    ev AS (
+        INSERT INTO outbox (event_id, event_type, intent_id, business_key, created_at, payload)
+        SELECT $19, $20, $3, $21, $22, $23 FROM upd
+        RETURNING id
+    )
+SELECT (SELECT yes FROM seen), EXISTS (SELECT 1 FROM upd), (SELECT id FROM ev)"
+);
+
+/// The parts of an anomaly before its event: it changes no intent, but is decided on a
+/// version (held with a share lock to commit) and recorded once per business key, with the
+/// delivery's dedup row.
+macro_rules! anomaly_head {
+    () => {
+        "WITH
     seen AS (
         SELECT EXISTS (SELECT 1 FROM provider_events
                        WHERE provider = $1 AND intent_id = $3 AND event_id = $2) AS yes
@@ -195,7 +222,16 @@ const ANOMALY_SQL: &str = "WITH
     dedup AS (
         INSERT INTO provider_events (provider, event_id, intent_id, received_at)
         SELECT $1, $2, $3, $4 WHERE $2::TEXT IS NOT NULL AND (SELECT ok FROM fresh)
-    ),
+    ),"
+    };
+}
+
+/// An anomaly alone, with its seq. Two identical anomalies racing (no delivery id) may leave
+/// a seq unused: seqs only ever grow. With a delivery id, the loser's dedup row fails the
+/// statement, which [`apply_commit`] answers as `AlreadyRecorded`.
+const ANOMALY_SQL: &str = concat!(
+    anomaly_head!(),
+    "
     head AS (
         UPDATE outbox_head SET seq = seq + 1 WHERE (SELECT ok FROM fresh) RETURNING seq
     ),
@@ -205,13 +241,37 @@ const ANOMALY_SQL: &str = "WITH
         ON CONFLICT (business_key) DO NOTHING
         RETURNING seq
     )
-SELECT (SELECT yes FROM seen), EXISTS (SELECT 1 FROM cur WHERE version = $5), (SELECT seq FROM ev)";
+SELECT (SELECT yes FROM seen), EXISTS (SELECT 1 FROM cur WHERE version = $5), (SELECT seq FROM ev)"
+);
 
+/// An anomaly inside a batch: its event without a seq, as [`TRANSITION_UNPUBLISHED_SQL`].
+const ANOMALY_UNPUBLISHED_SQL: &str = concat!(
+    anomaly_head!(),
+    "
+    ev AS (
+        INSERT INTO outbox (event_id, event_type, intent_id, business_key, created_at, payload)
+        SELECT $6, $7, $3, $8, $9, $10 WHERE (SELECT ok FROM fresh)
+        ON CONFLICT (business_key) DO NOTHING
+        RETURNING id
+    )
+SELECT (SELECT yes FROM seen), EXISTS (SELECT 1 FROM cur WHERE version = $5), (SELECT id FROM ev)"
+);
+
+/// What a decided change did: written (with its seq, or in a batch its unpublished row), or
+/// not.
+enum Decided {
+    Written(i64),
+    Not(CommitOutcome),
+}
+
+/// Writes one decided change: `published` takes its seq in the same statement (alone);
+/// otherwise the event waits for the batch's [`publish`].
 fn apply_commit(
     tx: &mut impl GenericClient,
     st: &mut Statements,
     c: &OwnedCommit,
-) -> Result<CommitOutcome, StoreError> {
+    published: bool,
+) -> Result<Decided, StoreError> {
     let id = c.intent_id.to_string();
     let (provider, event_id) = match &c.delivery {
         Some((p, e)) => (p.as_str(), Some(e.as_str())),
@@ -222,7 +282,14 @@ fn apply_commit(
     let payload = encode(&e.payload)?;
     let row = match &c.update {
         Some((intent, t)) => {
-            let sql = st.get(tx, TRANSITION_SQL)?;
+            let sql = st.get(
+                tx,
+                if published {
+                    TRANSITION_SQL
+                } else {
+                    TRANSITION_UNPUBLISHED_SQL
+                },
+            )?;
             tx.query_one(
                 &sql,
                 &[
@@ -253,7 +320,14 @@ fn apply_commit(
             )
         }
         None => {
-            let sql = st.get(tx, ANOMALY_SQL)?;
+            let sql = st.get(
+                tx,
+                if published {
+                    ANOMALY_SQL
+                } else {
+                    ANOMALY_UNPUBLISHED_SQL
+                },
+            )?;
             tx.query_one(
                 &sql,
                 &[
@@ -270,22 +344,40 @@ fn apply_commit(
                 ],
             )
         }
-    }
-    .map_err(|err| match store_error(err) {
-        // The outbox's business key refused a second event of this type for the intent.
-        StoreError::Constraint(_) if c.update.is_some() => StoreError::Constraint(format!(
-            "refusing a second {} event for intent {}",
-            e.event_type, c.intent_id
-        )),
-        other => other,
-    })?;
-    let (seen, version_ok, seq): (bool, bool, Option<i64>) = (row.get(0), row.get(1), row.get(2));
-    Ok(match seq {
-        Some(seq) => CommitOutcome::Committed { seq: to_u64(seq)? },
-        None if seen => CommitOutcome::AlreadyRecorded,
-        None if !version_ok => CommitOutcome::VersionConflict,
+    };
+    let row = match row {
+        Ok(row) => row,
+        Err(err) => {
+            let constraint = err
+                .as_db_error()
+                .and_then(|d| d.constraint())
+                .map(str::to_string);
+            return match (constraint.as_deref(), store_error(err)) {
+                // The same delivery was recorded by a writer that committed after this
+                // statement's snapshot; the whole statement rolled back.
+                (Some("provider_events_pkey"), StoreError::Constraint(_)) => {
+                    Ok(Decided::Not(CommitOutcome::AlreadyRecorded))
+                }
+                // The transition table allows one event per status; a second event of the same
+                // type for an intent means a bug, and the database refuses to let it through.
+                (Some("outbox_business_key_key"), StoreError::Constraint(_)) => {
+                    Err(StoreError::Constraint(format!(
+                        "refusing a second {} event for intent {}",
+                        e.event_type, c.intent_id
+                    )))
+                }
+                (_, other) => Err(other),
+            };
+        }
+    };
+    let (seen, version_ok, written): (bool, bool, Option<i64>) =
+        (row.get(0), row.get(1), row.get(2));
+    Ok(match written {
+        Some(n) => Decided::Written(n),
+        None if seen => Decided::Not(CommitOutcome::AlreadyRecorded),
+        None if !version_ok => Decided::Not(CommitOutcome::VersionConflict),
         // An anomaly whose business key was recorded before.
-        None => CommitOutcome::AlreadyRecorded,
+        None => Decided::Not(CommitOutcome::AlreadyRecorded),
     })
 }
 
@@ -387,24 +479,40 @@ fn apply_park(
     })
 }
 
+/// One write of a batch (`published` false: a decided change's event waits for the batch's
+/// [`publish`]).
 fn apply_write(
     c: &mut impl GenericClient,
     st: &mut Statements,
     w: &Write,
-) -> Result<Written, StoreError> {
+    published: bool,
+) -> Result<(Option<i64>, Written), StoreError> {
     match w {
-        Write::Commit(commit) => apply_commit(c, st, commit).map(Written::Commit),
-        Write::Park { event, cap } => apply_park(c, st, event, *cap).map(Written::Park),
+        Write::Commit(commit) => Ok(match apply_commit(c, st, commit, published)? {
+            Decided::Written(n) if published => (
+                None,
+                Written::Commit(CommitOutcome::Committed { seq: to_u64(n)? }),
+            ),
+            // A placeholder until the batch publishes: the row id stands in for the seq.
+            Decided::Written(row) => (
+                Some(row),
+                Written::Commit(CommitOutcome::Committed { seq: 0 }),
+            ),
+            Decided::Not(outcome) => (None, Written::Commit(outcome)),
+        }),
+        Write::Park { event, cap } => Ok((None, Written::Park(apply_park(c, st, event, *cap)?))),
     }
 }
 
 /// Writes a batch: one write alone is one statement in its own transaction (one round trip);
-/// several share one transaction and one commit. A statement that fails aborts its whole
-/// transaction on PostgreSQL, so if any does, the batch is rolled back and each write is
-/// written again in a transaction of its own, and only the failing one fails.
+/// several share one transaction, in intent order (so two instances' batches lock intent rows
+/// in the same order and cannot deadlock), publish their events as the last step, and commit
+/// once. A statement that fails aborts its whole transaction on PostgreSQL, so if any does,
+/// the batch is rolled back and each write is written again in a transaction of its own, and
+/// only the failing one fails.
 pub(super) fn write_batch(
     store: &PostgresStore,
-    batch: Vec<(u64, Write)>,
+    mut batch: Vec<(u64, Write)>,
 ) -> Vec<(u64, Result<Written, StoreError>)> {
     store.group.count_batch(batch.len());
     let mut conn = match store.conn() {
@@ -414,34 +522,61 @@ pub(super) fn write_batch(
     let c = &mut *conn;
     let st = &mut c.statements;
     if batch.len() > 1 {
-        let mut tx = match c.client.transaction() {
-            Ok(tx) => tx,
-            Err(e) => return fail_all(&store_error(e), &batch),
-        };
-        let mut results = Vec::with_capacity(batch.len());
-        let mut failed = false;
-        for (ticket, write) in &batch {
-            match apply_write(&mut tx, st, write) {
-                Ok(w) => results.push((*ticket, Ok(w))),
-                Err(_) => {
-                    failed = true;
-                    break;
-                }
-            }
+        batch.sort_by_key(|(_, w)| match w {
+            Write::Commit(c) => c.intent_id.to_string(),
+            Write::Park { event, .. } => event.lookup_key.clone(),
+        });
+        if let Some(results) = together(&mut c.client, st, &batch) {
+            return results;
         }
-        if !failed {
-            // A failed commit may or may not have happened: every write gets the error.
-            return match tx.commit() {
-                Ok(()) => results,
-                Err(e) => fail_all(&store_error(e), &batch),
-            };
-        }
-        // Dropping the transaction rolls it back; nothing of the batch was written.
     }
     batch
         .iter()
         .map(|(ticket, write)| (*ticket, alone(&mut c.client, st, write)))
         .collect()
+}
+
+/// The batch in one transaction; `None` if a write failed (nothing of it was written).
+fn together(
+    client: &mut postgres::Client,
+    st: &mut Statements,
+    batch: &[(u64, Write)],
+) -> Option<Vec<(u64, Result<Written, StoreError>)>> {
+    let mut tx = match client.transaction() {
+        Ok(tx) => tx,
+        Err(e) => return Some(fail_all(&store_error(e), batch)),
+    };
+    let mut applied = Vec::with_capacity(batch.len());
+    for (ticket, write) in batch {
+        // Dropping the transaction on a failure rolls it back.
+        applied.push((*ticket, apply_write(&mut tx, st, write, false).ok()?));
+    }
+    let rows: Vec<i64> = applied.iter().filter_map(|(_, (row, _))| *row).collect();
+    let published = publish(&mut tx, st, &rows).and_then(|seqs| {
+        // A failed commit may or may not have happened: every write gets the error.
+        tx.commit().map_err(store_error)?;
+        Ok(seqs)
+    });
+    let seqs = match published {
+        Ok(seqs) => seqs,
+        Err(e) => return Some(fail_all(&e, batch)),
+    };
+    let mut seqs = seqs.into_iter();
+    Some(
+        applied
+            .into_iter()
+            .map(|(ticket, (row, written))| {
+                let written = match row {
+                    Some(_) => seqs
+                        .next()
+                        .map(|seq| Written::Commit(CommitOutcome::Committed { seq }))
+                        .ok_or_else(|| StoreError::Backend("an event got no seq".into())),
+                    None => Ok(written),
+                };
+                (ticket, written)
+            })
+            .collect(),
+    )
 }
 
 /// One write in a transaction of its own: a decided change is one statement (autocommit);
@@ -452,10 +587,10 @@ fn alone(
     write: &Write,
 ) -> Result<Written, StoreError> {
     match write {
-        Write::Commit(_) => apply_write(client, st, write),
+        Write::Commit(_) => apply_write(client, st, write, true).map(|(_, w)| w),
         Write::Park { .. } => {
             let mut tx = client.transaction().map_err(store_error)?;
-            let written = apply_write(&mut tx, st, write)?;
+            let (_, written) = apply_write(&mut tx, st, write, true)?;
             tx.commit().map_err(store_error)?;
             Ok(written)
         }

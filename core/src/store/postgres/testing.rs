@@ -10,12 +10,20 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A database of its own on the test server.
-#[derive(Debug)]
+/// A database of its own on the test server. Its `Debug` shows the database's name only (the
+/// URLs may hold a password).
 pub struct TestDatabase {
     admin: String,
     name: String,
     url: String,
+}
+
+impl std::fmt::Debug for TestDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDatabase")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl TestDatabase {
