@@ -58,24 +58,33 @@ fn publish(
         return Ok(Vec::new());
     }
     let n = to_i64(rows.len() as u64)?;
-    let head = st.get(tx, "UPDATE outbox_head SET seq = seq + $1 RETURNING seq")?;
-    let last: i64 = tx.query_one(&head, &[&n]).map_err(store_error)?.get(0);
-    let first = last - n + 1;
-    let seqs: Vec<i64> = (first..=last).collect();
+    // One round trip: the head moves by n, and the rows, in the order given, take the n seqs
+    // below the new head.
     let assign = st.get(
         tx,
-        "UPDATE outbox SET seq = v.seq
-         FROM unnest($1::BIGINT[], $2::BIGINT[]) AS v(id, seq)
-         WHERE outbox.id = v.id",
+        "WITH head AS (UPDATE outbox_head SET seq = seq + $2 RETURNING seq)
+         UPDATE outbox SET seq = head.seq - $2 + v.n
+         FROM head, unnest($1::BIGINT[]) WITH ORDINALITY AS v(id, n)
+         WHERE outbox.id = v.id
+         RETURNING outbox.id, outbox.seq",
     )?;
-    let updated = tx.execute(&assign, &[&rows, &seqs]).map_err(store_error)?;
-    if updated != rows.len() as u64 {
-        return Err(StoreError::Backend(format!(
-            "published {updated} of {} events",
-            rows.len()
-        )));
-    }
-    seqs.into_iter().map(to_u64).collect()
+    let assigned: std::collections::HashMap<i64, i64> = tx
+        .query(&assign, &[&rows, &n])
+        .map_err(store_error)?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    rows.iter()
+        .map(|row| {
+            assigned.get(row).copied().map(to_u64).unwrap_or_else(|| {
+                Err(StoreError::Backend(format!(
+                    "published {} of {} events",
+                    assigned.len(),
+                    rows.len()
+                )))
+            })
+        })
+        .collect()
 }
 
 pub(super) fn insert_intent(
