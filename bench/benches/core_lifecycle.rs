@@ -18,55 +18,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use intentkit_bench::{bench_dir, env_usize, median, plain_insert_rate, scratch_dir};
+use intentkit_bench::{
+    approved_flow as flow, bench_dir, deposit_request as request, env_usize, median,
+    plain_insert_rate, scratch_dir,
+};
 use intentkit_core::lifecycle::{self, Step};
 use intentkit_core::{
-    AccountName, Cause, Currency, DepositRequest, IdempotencyKey, Intent, IntentEvent, IntentId,
-    IntentRequest, IntentStatus, Ledger, Metadata, MinorUnits, PartnerReference, PayerHandoff,
-    ProviderRef, Signal, SqliteConfig, SqliteStore, SystemClock, Timestamp, UserId,
+    IdempotencyKey, Intent, IntentId, IntentStatus, Ledger, SqliteConfig, SqliteStore, SystemClock,
+    Timestamp,
 };
-
-fn request(n: usize) -> IntentRequest {
-    IntentRequest::Deposit(DepositRequest {
-        account: AccountName::new("tr-main").expect("account"),
-        amount: MinorUnits::new(100_000).expect("amount"),
-        currency: Currency::TRY,
-        reference: PartnerReference::new(format!("order-{n}")).expect("reference"),
-        user_id: UserId::new(format!("user-{n}")).expect("user"),
-        user_label: Some("Alex M.".into()),
-        metadata: Metadata::default(),
-    })
-}
-
-/// The three provider signals of a typical approved deposit.
-fn flow(n: usize) -> [IntentEvent; 3] {
-    let provider_intent = format!("0b6e7a52-6c1d-4f0e-9a51-{n:012}");
-    [
-        IntentEvent::new(
-            Signal::HandoffIssued {
-                handoff: PayerHandoff::HostedPage {
-                    url: format!("https://pay.pientegra.example/d/{provider_intent}.sig"),
-                },
-                expires_at: Some(Timestamp::from_unix_millis(1_795_000_900_000)),
-            },
-            Cause::Api,
-        )
-        .with_provider_ref(ProviderRef::Pientegra {
-            intent_id: provider_intent,
-            reference_no: Some(format!("D-2026-{n:07}")),
-        }),
-        IntentEvent::new(Signal::PayerConfirmed, Cause::Webhook)
-            .with_event_id(format!("evt-confirm-{n}")),
-        IntentEvent::new(
-            Signal::Approved {
-                amount: MinorUnits::new(100_000).expect("amount"),
-                payer: None,
-            },
-            Cause::Webhook,
-        )
-        .with_event_id(format!("evt-approve-{n}")),
-    ]
-}
 
 fn in_memory_rate() -> f64 {
     let mut intent = Intent::new(

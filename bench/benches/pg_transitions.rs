@@ -14,55 +14,9 @@
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use intentkit_bench::{PgServer, env_usize, median};
+use intentkit_bench::{PgServer, approved_flow, deposit_request, env_usize, median};
 use intentkit_core::store::postgres::{PostgresConfig, PostgresStore};
-use intentkit_core::{
-    AccountName, Cause, Currency, DepositRequest, IdempotencyKey, IntentEvent, IntentRequest,
-    Ledger, Metadata, MinorUnits, PartnerReference, PayerHandoff, ProviderRef, Signal, SystemClock,
-    Timestamp, UserId,
-};
-
-fn request(n: usize) -> IntentRequest {
-    IntentRequest::Deposit(DepositRequest {
-        account: AccountName::new("tr-main").expect("account"),
-        amount: MinorUnits::new(100_000).expect("amount"),
-        currency: Currency::TRY,
-        reference: PartnerReference::new(format!("order-{n}")).expect("reference"),
-        user_id: UserId::new(format!("user-{n}")).expect("user"),
-        user_label: Some("Alex M.".into()),
-        metadata: Metadata::default(),
-    })
-}
-
-/// The three provider signals of a typical approved deposit.
-fn flow(tag: &str) -> [IntentEvent; 3] {
-    let provider_intent = format!("0b6e7a52-6c1d-4f0e-9a51-{tag}");
-    [
-        IntentEvent::new(
-            Signal::HandoffIssued {
-                handoff: PayerHandoff::HostedPage {
-                    url: format!("https://pay.pientegra.example/d/{provider_intent}.sig"),
-                },
-                expires_at: Some(Timestamp::from_unix_millis(1_795_000_900_000)),
-            },
-            Cause::Api,
-        )
-        .with_provider_ref(ProviderRef::Pientegra {
-            intent_id: provider_intent,
-            reference_no: Some(format!("D-{tag}")),
-        }),
-        IntentEvent::new(Signal::PayerConfirmed, Cause::Webhook)
-            .with_event_id(format!("evt-confirm-{tag}")),
-        IntentEvent::new(
-            Signal::Approved {
-                amount: MinorUnits::new(100_000).expect("amount"),
-                payer: None,
-            },
-            Cause::Webhook,
-        )
-        .with_event_id(format!("evt-approved-{tag}")),
-    ]
-}
+use intentkit_core::{IdempotencyKey, Ledger, SystemClock};
 
 /// Transitions per second through the ledger, `writers` threads on intents of their own.
 fn durable(server: &PgServer, writers: usize, intents: usize) -> (f64, usize) {
@@ -78,13 +32,13 @@ fn durable(server: &PgServer, writers: usize, intents: usize) -> (f64, usize) {
                     let k = w * intents + n;
                     let id = ledger
                         .create(
-                            request(k),
+                            deposit_request(k),
                             IdempotencyKey::new(format!("k-{k}")).expect("key"),
                         )
                         .expect("create")
                         .intent
                         .id;
-                    (id, flow(&format!("{k:012}")))
+                    (id, approved_flow(k))
                 })
                 .collect()
         })

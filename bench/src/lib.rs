@@ -308,3 +308,53 @@ impl Drop for PgServer {
         }
     }
 }
+
+/// The deposit request of intent `n` in the lifecycle benches.
+pub fn deposit_request(n: usize) -> intentkit_core::IntentRequest {
+    use intentkit_core::{
+        AccountName, Currency, DepositRequest, IntentRequest, Metadata, MinorUnits,
+        PartnerReference, UserId,
+    };
+    IntentRequest::Deposit(DepositRequest {
+        account: AccountName::new("tr-main").expect("account"),
+        amount: MinorUnits::new(100_000).expect("amount"),
+        currency: Currency::TRY,
+        reference: PartnerReference::new(format!("order-{n}")).expect("reference"),
+        user_id: UserId::new(format!("user-{n}")).expect("user"),
+        user_label: Some("Alex M.".into()),
+        metadata: Metadata::default(),
+    })
+}
+
+/// The three provider signals of a typical approved deposit (intent `n`).
+pub fn approved_flow(n: usize) -> [intentkit_core::IntentEvent; 3] {
+    use intentkit_core::{
+        Cause, IntentEvent, MinorUnits, PayerHandoff, ProviderRef, Signal, Timestamp,
+    };
+    let provider_intent = format!("0b6e7a52-6c1d-4f0e-9a51-{n:012}");
+    [
+        IntentEvent::new(
+            Signal::HandoffIssued {
+                handoff: PayerHandoff::HostedPage {
+                    url: format!("https://pay.pientegra.example/d/{provider_intent}.sig"),
+                },
+                expires_at: Some(Timestamp::from_unix_millis(1_795_000_900_000)),
+            },
+            Cause::Api,
+        )
+        .with_provider_ref(ProviderRef::Pientegra {
+            intent_id: provider_intent,
+            reference_no: Some(format!("D-2026-{n:07}")),
+        }),
+        IntentEvent::new(Signal::PayerConfirmed, Cause::Webhook)
+            .with_event_id(format!("evt-confirm-{n}")),
+        IntentEvent::new(
+            Signal::Approved {
+                amount: MinorUnits::new(100_000).expect("amount"),
+                payer: None,
+            },
+            Cause::Webhook,
+        )
+        .with_event_id(format!("evt-approve-{n}")),
+    ]
+}

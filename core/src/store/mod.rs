@@ -10,6 +10,7 @@
 //! skip it. SQLite's single writer gives that for free; the PostgreSQL store assigns seqs as
 //! each transaction's last step, in commit order.
 
+mod codec;
 pub(crate) mod group;
 #[cfg(feature = "postgres")]
 pub mod postgres;

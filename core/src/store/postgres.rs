@@ -41,6 +41,9 @@ use postgres::types::ToSql;
 use postgres::{GenericClient, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::codec::{
+    decode_intent, encode, limit_param, parse_col, provider_ref_key, reconcile_at, to_i64, to_u64,
+};
 use super::group::{Group, OwnedCommit, Write, Written};
 use super::{
     Backlog, Commit, CommitOutcome, InsertOutcome, ListCursor, ListFilter, NewIntent, ParkOutcome,
@@ -346,43 +349,6 @@ impl PostgresStore {
     ) -> Result<Option<Intent>, StoreError> {
         Ok(self.intents(sql, params)?.into_iter().next())
     }
-}
-
-fn to_i64(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Backend(format!("{v} exceeds BIGINT")))
-}
-
-fn to_u64(v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative counter {v}")))
-}
-
-fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("encoding: {e}")))
-}
-
-fn decode_intent(body: &str) -> Result<Intent, StoreError> {
-    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("intent body: {e}")))
-}
-
-fn parse_col<T: FromStr>(what: &str, s: &str) -> Result<T, StoreError> {
-    s.parse()
-        .map_err(|_| StoreError::Corrupt(format!("unknown {what} {s:?}")))
-}
-
-fn limit_param(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
-fn provider_ref_key(intent: &Intent) -> Option<&str> {
-    intent.provider_ref.as_ref().map(|r| r.lookup_key())
-}
-
-/// Where a sweep's window for `intent` goes (the hand-off's time, else the creation's).
-fn reconcile_at(intent: &Intent) -> i64 {
-    intent
-        .handed_off_at
-        .unwrap_or(intent.created_at)
-        .unix_millis()
 }
 
 fn insert_history(

@@ -12,7 +12,6 @@
 //!   opening a new file at once migrate it once.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -243,27 +242,6 @@ const LEASE_SQL: &str =
      WHERE leases.holder = excluded.holder OR leases.expires_at <= ?3
      RETURNING fence";
 
-fn to_i64(v: u64) -> Result<i64, StoreError> {
-    i64::try_from(v).map_err(|_| StoreError::Backend(format!("{v} exceeds SQLite's integer range")))
-}
-
-fn to_u64(v: i64) -> Result<u64, StoreError> {
-    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("negative counter {v}")))
-}
-
-fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("encoding: {e}")))
-}
-
-fn decode_intent(body: &str) -> Result<Intent, StoreError> {
-    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("intent body: {e}")))
-}
-
-fn parse_col<T: FromStr>(what: &str, s: &str) -> Result<T, StoreError> {
-    s.parse()
-        .map_err(|_| StoreError::Corrupt(format!("unknown {what} {s:?}")))
-}
-
 fn insert_history(tx: &Connection, id: IntentId, t: &Transition) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO intent_history (intent_id, from_status, to_status, cause, at, provider_event_id)
@@ -300,18 +278,6 @@ fn insert_event(tx: &Connection, e: &NewEvent) -> Result<Option<u64>, StoreError
         return Ok(None);
     }
     to_u64(tx.last_insert_rowid()).map(Some)
-}
-
-/// Where a sweep's window for `intent` goes (see the column in `0004_reconcile.sql`).
-fn reconcile_at(intent: &Intent) -> i64 {
-    intent
-        .handed_off_at
-        .unwrap_or(intent.created_at)
-        .unix_millis()
-}
-
-fn provider_ref_key(intent: &Intent) -> Option<&str> {
-    intent.provider_ref.as_ref().map(|r| r.lookup_key())
 }
 
 fn query_intents(
@@ -352,10 +318,6 @@ fn filtered(select: &str, filter: &ListFilter) -> (String, Vec<Box<dyn rusqlite:
         args.push(Box::new(t.unix_millis()));
     }
     (sql, args)
-}
-
-fn limit_param(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
 impl Store for SqliteStore {
@@ -850,6 +812,9 @@ mod commit;
 mod parked;
 
 use self::parked::{PARKED_COLUMNS, park_verdict, query_parked};
+use super::codec::{
+    decode_intent, encode, limit_param, parse_col, provider_ref_key, reconcile_at, to_i64, to_u64,
+};
 use super::group::{Group, OwnedCommit, Write, Written};
 #[cfg(test)]
 mod tests;
