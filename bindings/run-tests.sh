@@ -65,6 +65,20 @@ done < <(awk '/\\code/{on=1; buf=""; next} /\\endcode/{on=0; printf "%s%c", buf,
               on {sub(/^ \* ?/, ""); buf = buf $0 "\n"}' bindings/c/intentkit.h)
 [ "$n" -gt 0 ] || { echo "no example found in intentkit.h" >&2; exit 1; }
 echo "c header examples: $n compiled"
+# Every C block of docs/guide/c.md compiles: each is the body of a function of its own beside
+# the handle, error, strings and request the page's prose names.
+{
+  printf '#include <stddef.h>\n#include "intentkit.h"\n'
+  printf 'static IntentkitHandle_t *ik;\nstatic IntentkitError_t e;\n'
+  printf 'static char *answer, *page, *out, *report;\nstatic const char *request_json = "{}";\n'
+  awk '/^```c$/{on=1; n++; printf "int guide_block%d(void);\nint guide_block%d(void) {\n", n, n; next}
+       on && /^```$/{on=0; print "    return 0;\n}"; next}
+       on' docs/guide/c.md
+  printf 'void guide_uses(void);\nvoid guide_uses(void) { (void)ik; (void)e; (void)answer; (void)page; (void)out; (void)report; (void)request_json; }\n'
+} >"$work/guide-c.c"
+gcc "${cflags[@]}" -c "$work/guide-c.c" -o "$work/guide-c.o" \
+  || { cat -n "$work/guide-c.c"; echo "a C block of docs/guide/c.md does not compile" >&2; exit 1; }
+echo "c guide blocks: $(grep -c '^```c$' docs/guide/c.md) compiled"
 gcc "${cflags[@]}" bindings/c/example.c -L "$target" -lintentkit -o "$work/example"
 gcc "${cflags[@]}" -pthread bindings/c/tests/test_intentkit.c -L "$target" -lintentkit -o "$work/test_c"
 config "$work/example.toml" "$work/example.db"
@@ -79,6 +93,14 @@ grep -E "definitely lost|indirectly lost|possibly lost|still reachable|ERROR SUM
 
 echo "== PHP (FFI)"
 php -r 'exit(extension_loaded("FFI") ? 0 : 1);' || { echo "php's FFI extension is not enabled" >&2; exit 1; }
+# Every PHP block of docs/guide/php.md parses (php -l).
+n=0
+while IFS= read -r -d '' block; do
+  n=$((n + 1))
+  printf '<?php\n%s\n' "$block" >"$work/guide-$n.php"
+  php -l "$work/guide-$n.php" >/dev/null || { cat -n "$work/guide-$n.php"; echo "PHP block $n of docs/guide/php.md does not parse" >&2; exit 1; }
+done < <(awk '/^```php$/{on=1; buf=""; next} on && /^```$/{on=0; printf "%s%c", buf, 0; next} on {buf = buf $0 "\n"}' docs/guide/php.md)
+echo "php guide blocks: $n parsed"
 config "$work/php.toml" "$work/php.db"
 INTENTKIT_LIB="$target/libintentkit.so" php bindings/php/tests/run.php "$work/php.toml" "$p_root"
 
