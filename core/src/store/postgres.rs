@@ -30,6 +30,7 @@
 
 mod commit;
 mod pool;
+#[cfg(feature = "test-support")]
 pub mod testing;
 
 use std::str::FromStr;
