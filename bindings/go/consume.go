@@ -123,7 +123,7 @@ func (c *Client) Consume(ctx context.Context, consumer string, handle func(conte
 			return err
 		}
 		var e *Error
-		if !errors.As(err, &e) || !e.Retryable {
+		if !errors.As(err, &e) || !(e.Retryable || transport(e)) {
 			return err
 		}
 		if resetAfter {
@@ -141,4 +141,19 @@ func (c *Client) Consume(ctx context.Context, consumer string, handle func(conte
 		}
 		wait = min(wait*2, o.maxBackoff)
 	}
+}
+
+// transport says whether e is a failure of the connection rather than a refusal by the server
+// (no ErrorInfo, so the reason is the code's name): a stream cut by a server that died may end
+// with INTERNAL or UNKNOWN as well as UNAVAILABLE, and reconnecting is right for those; not for
+// what says the consumer itself is wrong (credentials, arguments, a server without the method).
+func transport(e *Error) bool {
+	if e.Reason != codeName(e.Code) {
+		return false
+	}
+	switch e.Code {
+	case codes.Unauthenticated, codes.PermissionDenied, codes.InvalidArgument, codes.NotFound, codes.Unimplemented:
+		return false
+	}
+	return true
 }

@@ -106,3 +106,24 @@ func TestTheTokenNeverPrints(t *testing.T) {
 		}
 	}
 }
+
+func TestAConsumerReconnectsAfterTransportFailuresOnly(t *testing.T) {
+	for code, want := range map[codes.Code]bool{
+		codes.Internal:        true, // a stream cut by a dying server
+		codes.Unknown:         true,
+		codes.Unauthenticated: false,
+		codes.InvalidArgument: false,
+	} {
+		var e *Error
+		errors.As(fromRPC(status.Error(code, "x")), &e)
+		if got := transport(e); got != want {
+			t.Errorf("%v: transport %v, want %v", code, got, want)
+		}
+	}
+	// A server's own refusal is never taken for the transport's.
+	var e *Error
+	errors.As(fromRPC(withInfo(t, codes.Internal, "bug", &errdetails.ErrorInfo{Reason: "STORE_CORRUPT", Domain: "intentkit"})), &e)
+	if transport(e) {
+		t.Error("STORE_CORRUPT taken for a transport failure")
+	}
+}

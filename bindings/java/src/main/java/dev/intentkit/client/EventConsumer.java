@@ -69,7 +69,7 @@ public final class EventConsumer implements AutoCloseable {
           if (closed) {
             return;
           }
-          if (!e.retryable()) {
+          if (!e.retryable() && !transport(e)) {
             failure.set(e);
             return;
           }
@@ -94,6 +94,19 @@ public final class EventConsumer implements AutoCloseable {
     } finally {
       done.countDown();
     }
+  }
+
+  /**
+   * A failure of the connection rather than a refusal by the server (no ErrorInfo, so the
+   * reason is the status code's name): a stream cut by a server that died can end with
+   * INTERNAL or UNKNOWN as well as UNAVAILABLE. Reconnecting is right for those; not for what
+   * says the consumer itself is wrong (credentials, arguments, a server without the method).
+   */
+  static boolean transport(IntentkitException e) {
+    return e.reason().equals(e.code().name())
+        && !java.util.Set.of(io.grpc.Status.Code.UNAUTHENTICATED, io.grpc.Status.Code.PERMISSION_DENIED,
+            io.grpc.Status.Code.INVALID_ARGUMENT, io.grpc.Status.Code.NOT_FOUND,
+            io.grpc.Status.Code.UNIMPLEMENTED).contains(e.code());
   }
 
   /** One stream; returns normally when the server ended it, true if any event came. */

@@ -181,26 +181,14 @@ class IntentkitClientTest {
              got.computeIfAbsent(e.getTypeName() + "/" + e.getIntentId(), k -> new ArrayList<>()).add(e.getSeq());
            }
          }, Duration.ofMillis(50), Duration.ofMillis(500))) {
-      Intent before = c.createDeposit(deposit(unique("before"), 10_00));
+      Intent before = createRetrying(c, deposit(unique("before"), 10_00));
       approve(s, before);
       waitHas(got, "intent.approved/" + before.getId());
 
       // A crash, then the same server back on the same port and database.
       s.kill();
       s = Sandbox.start(dir, addr);
-      CreateDepositRequest req = deposit(unique("after"), 20_00);
-      Intent after = null;
-      for (int attempt = 0; after == null; attempt++) {
-        try {
-          after = c.createDeposit(req);
-        } catch (IntentkitException e) {
-          // Retried with the same key while the channel reconnects, as documented.
-          if (!e.retryable() || attempt == 50) {
-            throw e;
-          }
-          Thread.sleep(100);
-        }
-      }
+      Intent after = createRetrying(c, deposit(unique("after"), 20_00));
       approve(s, after);
       waitHas(got, "intent.approved/" + after.getId());
       assertTrue(consumer.retries() > 0, "the consumer never had to reconnect");
@@ -217,7 +205,21 @@ class IntentkitClientTest {
     }
   }
 
-  static void waitHas(Map<String, List<Long>> got, String key) throws InterruptedException {
+  /** A create retried with the same key while it fails retryably (the channel connecting). */
+  static Intent createRetrying(IntentkitClient c, CreateDepositRequest req) throws InterruptedException {
+    for (int attempt = 0; ; attempt++) {
+      try {
+        return c.createDeposit(req);
+      } catch (IntentkitException e) {
+        if (!e.retryable() || attempt == 50) {
+          throw e;
+        }
+        Thread.sleep(100);
+      }
+    }
+  }
+
+    static void waitHas(Map<String, List<Long>> got, String key) throws InterruptedException {
     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
     while (true) {
       synchronized (got) {

@@ -97,6 +97,24 @@ final class Sandbox implements AutoCloseable {
       throw new IllegalStateException("intentkitd exited before it was ready: " + seen);
     });
     String[] r = ready.get(30, TimeUnit.SECONDS);
+    if (grpcAddr != null && !grpcAddr.equals(r[0])) {
+      throw new IllegalStateException("asked for gRPC on " + grpcAddr + ", intentkitd serves " + r[0]);
+    }
+    // Printed means listening; still, a test must not start against a server that is not
+    // taking connections, and if it died the failure should say why (its log).
+    String[] hostPort = r[0].split(":");
+    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+    while (true) {
+      try (java.net.Socket probe = new java.net.Socket(hostPort[0], Integer.parseInt(hostPort[1]))) {
+        break;
+      } catch (IOException e) {
+        if (!p.isAlive() || System.nanoTime() > deadline) {
+          throw new IllegalStateException("intentkitd on " + r[0] + " is not taking connections (alive: "
+              + p.isAlive() + "); its log:\n" + Files.readString(dataDir.resolve("intentkitd.log")), e);
+        }
+        Thread.sleep(20);
+      }
+    }
     return new Sandbox(p, r[0], r[1], r[2]);
   }
 
