@@ -32,8 +32,13 @@ fi
 pg_dir=$(mktemp -d)
 INTENTKIT_TEST_POSTGRES=$(bash scripts/postgres.sh start "$pg_dir")
 export INTENTKIT_TEST_POSTGRES INTENTKIT_REQUIRE_POSTGRES=1
+# PgBouncer in transaction pooling mode in front of it (Debian's, its defaults), for the
+# store's pooler test and the second run of the two-instance test.
+bouncer_dir=$(mktemp -d)
 db_dir=$(mktemp -d)
-trap 'bash scripts/postgres.sh stop "$pg_dir"; rm -rf "$pg_dir" "$db_dir"' EXIT
+trap 'bash scripts/pgbouncer.sh stop "$bouncer_dir"; bash scripts/postgres.sh stop "$pg_dir"; rm -rf "$pg_dir" "$bouncer_dir" "$db_dir"' EXIT
+INTENTKIT_TEST_PGBOUNCER=$(bash scripts/pgbouncer.sh start "$bouncer_dir" "$INTENTKIT_TEST_POSTGRES")
+export INTENTKIT_TEST_PGBOUNCER INTENTKIT_REQUIRE_PGBOUNCER=1
 
 # Rust: unit, property, store (both backends), contract, browser, gRPC, multi-instance and doc
 # tests of every crate.

@@ -7,7 +7,9 @@
 //! - one consumer reading the outbox through both instances in turn, acking on each.
 //!
 //! Then: exactly one terminal event per settled intent, every seq read once and none skipped,
-//! and one Pientegra deposit per idempotency key.
+//! and one Pientegra deposit per idempotency key. The same again with both instances behind
+//! PgBouncer in transaction pooling mode (`scripts/pgbouncer.sh`, `pool_mode=transaction`),
+//! where each instance starts only once it has checked its timeouts are in effect.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -214,10 +216,33 @@ async fn post(url: String, body: serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_on_one_postgres_settle_each_intent_once_through_a_crash() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let Some(db) = TestDatabase::create() else {
         return;
     };
+    settle_each_intent_once_through_a_crash(db.url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_behind_pgbouncer_in_transaction_mode_settle_each_intent_once() {
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let Ok(bouncer) = std::env::var("INTENTKIT_TEST_PGBOUNCER") else {
+        assert!(
+            std::env::var_os("INTENTKIT_REQUIRE_PGBOUNCER").is_none(),
+            "INTENTKIT_REQUIRE_PGBOUNCER is set but INTENTKIT_TEST_PGBOUNCER is not"
+        );
+        eprintln!("INTENTKIT_TEST_PGBOUNCER is not set: the PgBouncer case does not run");
+        return;
+    };
+    // The test database, reached through the pooler under its own name.
+    let name = db.url().rsplit('/').next().unwrap();
+    let base = bouncer.rsplit_once('/').unwrap().0;
+    settle_each_intent_once_through_a_crash(&format!("{base}/{name}?pool_mode=transaction")).await;
+}
+
+async fn settle_each_intent_once_through_a_crash(database: &str) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let (balancer, lb) = Balancer::start(Vec::new()).await;
     let sim = pientegra::Simulator::start(
@@ -230,8 +255,8 @@ async fn two_instances_on_one_postgres_settle_each_intent_once_through_a_crash()
     )
     .await
     .unwrap();
-    let mut a = Instance::new(dir.path(), "a", db.url(), sim.base_url());
-    let b = Instance::new(dir.path(), "b", db.url(), sim.base_url());
+    let mut a = Instance::new(dir.path(), "a", database, sim.base_url());
+    let b = Instance::new(dir.path(), "b", database, sim.base_url());
     *balancer.targets.lock().unwrap() = vec![a.http, b.http];
     let (mut ca, mut cb) = (a.client().await, b.client().await);
 
@@ -418,5 +443,4 @@ async fn two_instances_on_one_postgres_settle_each_intent_once_through_a_crash()
     let keys: BTreeSet<&String> = ids.keys().collect();
     assert_eq!(keys.len(), 40);
     assert_eq!(sim.intent_count(), 40, "one provider intent per key");
-    drop(db);
 }

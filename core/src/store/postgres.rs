@@ -19,12 +19,13 @@
 //!   group commit (one transaction, one head update and one flush for every write waiting in
 //!   this process) amortises it (see `docs/decisions.md` and the `pg_transitions` bench).
 //! - No session-level advisory locks or temporary tables: locks are row locks or
-//!   `pg_advisory_xact_lock`. Each connection keeps its prepared statements, so a pooling
-//!   proxy in front must keep them (session pooling, or PgBouncer 1.21+ with
-//!   `max_prepared_statements`).
-//! - Nothing waits for ever: each session sets `lock_timeout`, `statement_timeout`,
+//!   `pg_advisory_xact_lock`. Directly (or through session pooling) each connection keeps its
+//!   prepared statements and sets its timeouts once; behind a transaction-pooling proxy
+//!   (`pool_mode=transaction` in the URL) nothing lives in a session (see [`pool`]).
+//! - Nothing waits for ever: every transaction runs with `lock_timeout`, `statement_timeout`,
 //!   `idle_in_transaction_session_timeout` (a stalled instance's open transaction is ended by
-//!   the server, which frees the outbox head), READ COMMITTED, and short TCP keepalives.
+//!   the server, which frees the outbox head) and READ COMMITTED, checked at open; short TCP
+//!   keepalives. Connections are tested before they are lent, and one that failed is dropped.
 //! - Schema: versioned migrations (`postgres/NNNN_*.sql`), applied on open in one transaction
 //!   under a transaction-scoped advisory lock, so instances starting together migrate once.
 
@@ -37,9 +38,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use postgres::Row;
 use postgres::error::SqlState;
-use postgres::types::ToSql;
-use postgres::{GenericClient, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::codec::{
@@ -55,7 +55,8 @@ use crate::intent::Intent;
 use crate::lifecycle::{Cause, IntentStatus, Transition};
 use crate::outbox::{EventType, OutboxEvent};
 use crate::types::{AccountName, ConsumerName, IdempotencyKey, IntentId, Provider, Timestamp};
-use pool::{Pool, Pooled};
+pub use pool::PoolMode;
+use pool::{Param, Pooled, Run, params};
 
 /// Schema migrations, in order. A released migration is never edited; changes come as new ones.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("postgres/0001_init.sql"))];
@@ -110,9 +111,40 @@ impl std::fmt::Debug for PostgresConfig {
     }
 }
 
+/// The URL without intentkit's own `pool_mode` parameter (which the driver does not know),
+/// and that mode: `session` (the default: a direct connection or session pooling) or
+/// `transaction` (a transaction-pooling proxy such as PgBouncer's `pool_mode = transaction`).
+pub fn split_pool_mode(url: &str) -> Result<(String, PoolMode), StoreError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), PoolMode::Session));
+    };
+    let mut mode = PoolMode::Session;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("pool_mode", "session")) => mode = PoolMode::Session,
+            Some(("pool_mode", "transaction")) => mode = PoolMode::Transaction,
+            Some(("pool_mode", _)) | None if pair.starts_with("pool_mode") => {
+                return Err(StoreError::Backend(
+                    "the database URL's pool_mode must be session or transaction".into(),
+                ));
+            }
+            _ => kept.push(pair),
+        }
+    }
+    Ok(if kept.is_empty() {
+        (base.to_string(), mode)
+    } else {
+        (format!("{base}?{}", kept.join("&")), mode)
+    })
+}
+
 /// The URL's hosts and database, without user, password or options.
 pub fn redacted_url(url: &str) -> String {
-    match postgres::Config::from_str(url) {
+    let parsed = split_pool_mode(url).and_then(|(u, _)| {
+        postgres::Config::from_str(&u).map_err(|e| StoreError::Backend(e.to_string()))
+    });
+    match parsed {
         Ok(c) => {
             let hosts: Vec<String> = c
                 .get_hosts()
@@ -135,9 +167,11 @@ pub fn redacted_url(url: &str) -> String {
 
 /// The PostgreSQL [`Store`].
 pub struct PostgresStore {
-    pool: Arc<Pool>,
+    /// Always `Some` until dropped (see `Drop`).
+    pool: Option<r2d2::Pool<pool::Manager>>,
     group: Group,
     described: String,
+    mode: PoolMode,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -211,7 +245,8 @@ impl PostgresStore {
 
     fn open_here(config: PostgresConfig) -> Result<Self, StoreError> {
         let described = redacted_url(&config.url);
-        let mut pg = postgres::Config::from_str(&config.url).map_err(|e| {
+        let (url, mode) = split_pool_mode(&config.url)?;
+        let mut pg = postgres::Config::from_str(&url).map_err(|e| {
             // The driver's message names the bad option, never the value.
             StoreError::Backend(format!("the database URL does not parse: {e}"))
         })?;
@@ -221,47 +256,86 @@ impl PostgresStore {
         if pg.get_application_name().is_none() {
             pg.application_name("intentkit");
         }
-        // Nothing waits for ever: a lock or statement stuck behind a paused or partitioned
-        // peer fails (`STORE_BUSY`, retried by the caller) instead of freezing every writer,
-        // and a transaction left open by a stalled instance is ended by the server, which
-        // frees the outbox head for the others. READ COMMITTED is what the write statements'
-        // re-checks rely on, whatever the database's default.
-        let ours = "-c lock_timeout=10s -c statement_timeout=30s \
-                    -c idle_in_transaction_session_timeout=30s \
-                    -c default_transaction_isolation=read\\ committed";
-        let options = match pg.get_options() {
-            Some(theirs) => format!("{theirs} {ours}"),
-            None => ours.to_string(),
-        };
-        pg.options(&options);
+        // The timeouts and isolation every transaction needs (`pool::SETTINGS`): once per
+        // session as startup options, or per transaction behind a transaction pooler, which
+        // refuses startup options (PgBouncer: "unsupported startup parameter: options").
+        if mode == PoolMode::Session {
+            let ours = pool::startup_options();
+            let options = match pg.get_options() {
+                Some(theirs) => format!("{theirs} {ours}"),
+                None => ours,
+            };
+            pg.options(&options);
+        }
         // A dead peer is noticed in seconds, not at TCP's defaults (hours idle, ~15 min busy).
         pg.keepalives_idle(Duration::from_secs(30));
         pg.tcp_user_timeout(Duration::from_secs(30));
-        let pool = Pool::new(pg, tls(&config)?, config.max_connections, config.pool_wait);
-        let store = PostgresStore {
-            pool,
-            group: Group::default(),
-            described,
+        let manager = pool::Manager {
+            config: pg,
+            tls: tls(&config)?,
+            mode,
         };
-        store.migrate().map_err(|e| match e {
-            StoreError::Backend(msg) => {
-                StoreError::Backend(format!("opening {}: {msg}", store.described))
-            }
+        let context = |e| match e {
+            StoreError::Backend(msg) => StoreError::Backend(format!("opening {described}: {msg}")),
             other => other,
-        })?;
+        };
+        let pool =
+            pool::build(manager, config.max_connections, config.pool_wait).map_err(context)?;
+        let store = PostgresStore {
+            pool: Some(pool),
+            group: Group::default(),
+            described: described.clone(),
+            mode,
+        };
+        store
+            .check_settings()
+            .and_then(|()| store.migrate())
+            .map_err(context)?;
         Ok(store)
+    }
+
+    /// Refuses to run without the timeouts and isolation every transaction needs: a proxy
+    /// that drops startup options (PgBouncer's `ignore_startup_parameters = options`) would
+    /// leave them silently unset.
+    fn check_settings(&self) -> Result<(), StoreError> {
+        let found = self.session_settings()?;
+        for ((name, want), (_, got)) in pool::SETTINGS.iter().zip(&found) {
+            let want = if *name == "default_transaction_isolation" {
+                "read committed"
+            } else {
+                want
+            };
+            if got != want {
+                return Err(StoreError::Backend(format!(
+                    "{name} is {got:?} for intentkit's statements, not {want:?}: the startup \
+                     options did not reach PostgreSQL. Behind a transaction-pooling proxy \
+                     (PgBouncer's pool_mode = transaction), add pool_mode=transaction to the \
+                     database URL"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The timeouts and isolation intentkit's statements run under, as the server reports
+    /// them (`lock_timeout`, `statement_timeout`, `idle_in_transaction_session_timeout`, and
+    /// the transaction's isolation), read the way every statement runs.
+    pub fn session_settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.conn()?.settings()
+    }
+
+    /// How statements reach the server: directly (or through session pooling), or through a
+    /// transaction pooler.
+    pub fn pool_mode(&self) -> PoolMode {
+        self.mode
     }
 
     /// The schema version the database is at.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        let mut c = self.conn()?;
-        let row = c
-            .client
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
-                &[],
-            )
-            .map_err(store_error)?;
+        let row = self.conn()?.query_one(
+            "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+            &[],
+        )?;
         Ok(row.get(0))
     }
 
@@ -271,72 +345,53 @@ impl PostgresStore {
     }
 
     fn conn(&self) -> Result<Pooled, StoreError> {
-        self.pool.get()
+        match &self.pool {
+            Some(pool) => pool.get().map_err(pool::pool_error),
+            None => Err(StoreError::Backend("the store is closed".into())),
+        }
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
         let supported = MIGRATIONS.last().map_or(0, |m| m.0);
         let mut c = self.conn()?;
-        let mut tx = c.client.transaction().map_err(store_error)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-            .map_err(store_error)?;
+        let mut tx = c.transaction()?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", params![&MIGRATION_LOCK])?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                  version BIGINT PRIMARY KEY,
                  applied_at BIGINT NOT NULL
              )",
-        )
-        .map_err(store_error)?;
+        )?;
         let found: i64 = tx
             .query_one(
                 "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
                 &[],
-            )
-            .map_err(store_error)?
+            )?
             .get(0);
         if found > supported {
             return Err(StoreError::SchemaTooNew { found, supported });
         }
         let now = crate::clock::Clock::now(&crate::clock::SystemClock).unix_millis();
         for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
-            tx.batch_execute(sql).map_err(store_error)?;
+            tx.batch_execute(sql)?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                &[version, &now],
-            )
-            .map_err(store_error)?;
+                params![version, &now],
+            )?;
         }
-        tx.commit().map_err(store_error)
+        tx.commit()
     }
 
     /// Runs one statement on a pooled connection and returns its rows.
-    fn query(
-        &self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, StoreError> {
-        let mut c = self.conn()?;
-        let c = &mut *c;
-        let st = c.statements.get(&mut c.client, sql)?;
-        c.client.query(&st, params).map_err(store_error)
+    fn query(&self, sql: &'static str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+        self.conn()?.query(sql, params)
     }
 
-    fn execute(
-        &self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
-        let mut c = self.conn()?;
-        let c = &mut *c;
-        let st = c.statements.get(&mut c.client, sql)?;
-        c.client.execute(&st, params).map_err(store_error)
+    fn execute(&self, sql: &'static str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        self.conn()?.execute(sql, params)
     }
 
-    fn intents(
-        &self,
-        sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Intent>, StoreError> {
+    fn intents(&self, sql: &'static str, params: &[Param<'_>]) -> Result<Vec<Intent>, StoreError> {
         self.query(sql, params)?
             .iter()
             .map(|r| decode_intent(r.get(0)))
@@ -346,26 +401,27 @@ impl PostgresStore {
     fn one_intent(
         &self,
         sql: &'static str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[Param<'_>],
     ) -> Result<Option<Intent>, StoreError> {
         Ok(self.intents(sql, params)?.into_iter().next())
     }
 }
 
-fn insert_history(
-    tx: &mut impl GenericClient,
-    statements: &mut pool::Statements,
-    id: IntentId,
-    t: &Transition,
-) -> Result<(), StoreError> {
-    let st = statements.get(
-        tx,
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // Closing a connection blocks on its own runtime, which must not happen on an async
+        // worker (the last engine handle may go away there); a thread of its own does it.
+        if let Some(pool) = self.pool.take() {
+            let _ = std::thread::spawn(move || drop(pool)).join();
+        }
+    }
+}
+
+fn insert_history(tx: &mut impl Run, id: IntentId, t: &Transition) -> Result<(), StoreError> {
+    tx.execute(
         "INSERT INTO intent_history (intent_id, from_status, to_status, cause, at, provider_event_id)
          VALUES ($1, $2, $3, $4, $5, $6)",
-    )?;
-    tx.execute(
-        &st,
-        &[
+        params![
             &id.to_string(),
             &t.from.map(IntentStatus::as_str),
             &t.to.as_str(),
@@ -373,8 +429,7 @@ fn insert_history(
             &t.at.unix_millis(),
             &t.provider_event_id,
         ],
-    )
-    .map_err(store_error)?;
+    )?;
     Ok(())
 }
 
@@ -422,13 +477,16 @@ impl Store for PostgresStore {
     }
 
     fn get_intent(&self, id: IntentId) -> Result<Option<Intent>, StoreError> {
-        self.one_intent("SELECT body FROM intents WHERE id = $1", &[&id.to_string()])
+        self.one_intent(
+            "SELECT body FROM intents WHERE id = $1",
+            params![&id.to_string()],
+        )
     }
 
     fn get_by_idempotency_key(&self, key: &IdempotencyKey) -> Result<Option<Intent>, StoreError> {
         self.one_intent(
             "SELECT body FROM intents WHERE idempotency_key = $1",
-            &[&key.as_str()],
+            params![&key.as_str()],
         )
     }
 
@@ -439,7 +497,7 @@ impl Store for PostgresStore {
     ) -> Result<Option<Intent>, StoreError> {
         self.one_intent(
             "SELECT body FROM intents WHERE provider = $1 AND provider_ref = $2",
-            &[&provider.as_str(), &lookup_key],
+            params![&provider.as_str(), &lookup_key],
         )
     }
 
@@ -447,7 +505,7 @@ impl Store for PostgresStore {
         self.query(
             "SELECT from_status, to_status, cause, at, provider_event_id
              FROM intent_history WHERE intent_id = $1 ORDER BY id",
-            &[&id.to_string()],
+            params![&id.to_string()],
         )?
         .iter()
         .map(|r| {
@@ -471,7 +529,7 @@ impl Store for PostgresStore {
         self.query(
             "SELECT seq, event_id, event_type, intent_id, business_key, created_at, payload
              FROM outbox WHERE seq > $1 ORDER BY seq LIMIT $2",
-            &[&to_i64(after)?, &limit_param(limit)],
+            params![&to_i64(after)?, &limit_param(limit)],
         )?
         .iter()
         .map(|r| {
@@ -501,7 +559,7 @@ impl Store for PostgresStore {
     fn consumer_position(&self, consumer: &ConsumerName) -> Result<u64, StoreError> {
         let rows = self.query(
             "SELECT acked_seq FROM consumers WHERE name = $1",
-            &[&consumer.as_str()],
+            params![&consumer.as_str()],
         )?;
         to_u64(rows.first().map_or(0, |r| r.get(0)))
     }
@@ -518,7 +576,7 @@ impl Store for PostgresStore {
                  SET acked_seq = GREATEST(consumers.acked_seq, excluded.acked_seq),
                      updated_at = excluded.updated_at
              RETURNING acked_seq",
-            &[&consumer.as_str(), &to_i64(seq)?, &now.unix_millis()],
+            params![&consumer.as_str(), &to_i64(seq)?, &now.unix_millis()],
         )?;
         to_u64(rows.first().map_or(0, |r| r.get(0)))
     }
@@ -529,55 +587,62 @@ impl Store for PostgresStore {
         after: Option<&ListCursor>,
         limit: usize,
     ) -> Result<Vec<Intent>, StoreError> {
+        // The filter's values, owned here so that the parameters can borrow them.
+        let statuses: Vec<String> = filter
+            .statuses
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect();
+        let provider = filter.provider.map(Provider::as_str);
+        let account = filter.account.as_ref().map(|a| a.as_str().to_string());
+        let from = filter.created_from.map(Timestamp::unix_millis);
+        let to = filter.created_to.map(Timestamp::unix_millis);
+        let cursor = after.map(|c| (c.created_at.unix_millis(), c.id.to_string()));
+        let limit = limit_param(limit);
         let mut sql = String::from("SELECT body FROM intents WHERE TRUE");
-        let mut args: Vec<Box<dyn ToSql + Sync>> = Vec::new();
-        let mut arg = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync>| {
-            args.push(v);
+        let mut args: Vec<Param<'_>> = Vec::new();
+        fn arg<'a>(sql: &mut String, args: &mut Vec<Param<'a>>, clause: &str, p: Param<'a>) {
+            args.push(p);
             sql.push_str(&clause.replace('?', &format!("${}", args.len())));
-        };
-        if !filter.statuses.is_empty() {
-            let statuses: Vec<String> = filter
-                .statuses
-                .iter()
-                .map(|s| s.as_str().to_string())
-                .collect();
-            arg(&mut sql, " AND status = ANY(?)", Box::new(statuses));
         }
-        if let Some(p) = filter.provider {
-            arg(&mut sql, " AND provider = ?", Box::new(p.as_str()));
-        }
-        if let Some(a) = &filter.account {
+        if !statuses.is_empty() {
             arg(
                 &mut sql,
-                " AND account = ?",
-                Box::new(a.as_str().to_string()),
+                &mut args,
+                " AND status = ANY(?)",
+                pool::param(&statuses),
             );
         }
-        if let Some(t) = filter.created_from {
-            arg(&mut sql, " AND created_at >= ?", Box::new(t.unix_millis()));
+        if let Some(p) = &provider {
+            arg(&mut sql, &mut args, " AND provider = ?", pool::param(p));
         }
-        if let Some(t) = filter.created_to {
-            arg(&mut sql, " AND created_at < ?", Box::new(t.unix_millis()));
+        if let Some(a) = &account {
+            arg(&mut sql, &mut args, " AND account = ?", pool::param(a));
         }
-        if let Some(c) = after {
+        if let Some(t) = &from {
+            arg(&mut sql, &mut args, " AND created_at >= ?", pool::param(t));
+        }
+        if let Some(t) = &to {
+            arg(&mut sql, &mut args, " AND created_at < ?", pool::param(t));
+        }
+        if let Some((at, id)) = &cursor {
             // Newest first; the next page holds what sorts strictly after the cursor.
             arg(
                 &mut sql,
+                &mut args,
                 " AND (created_at, id) < (?",
-                Box::new(c.created_at.unix_millis()),
+                pool::param(at),
             );
-            arg(&mut sql, ", ?)", Box::new(c.id.to_string()));
+            arg(&mut sql, &mut args, ", ?)", pool::param(id));
         }
         arg(
             &mut sql,
+            &mut args,
             " ORDER BY created_at DESC, id DESC LIMIT ?",
-            Box::new(limit_param(limit)),
+            pool::param(&limit),
         );
-        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref()).collect();
-        let mut c = self.conn()?;
-        c.client
-            .query(&sql, &params)
-            .map_err(store_error)?
+        self.conn()?
+            .query_dyn(&sql, &args)?
             .iter()
             .map(|r| decode_intent(r.get(0)))
             .collect()
@@ -597,7 +662,7 @@ impl Store for PostgresStore {
                  WHERE provider = $1 AND account = $2 AND reconcile_until > $3
                    AND reconcile_at < $4
                  ORDER BY reconcile_at LIMIT $5",
-                &[
+                params![
                     &provider.as_str(),
                     &account.as_str(),
                     &now.unix_millis(),
@@ -622,7 +687,7 @@ impl Store for PostgresStore {
              WHERE provider = $1 AND account = $2 AND status IN ('created', 'pending')
                AND expires_at <= $3
              ORDER BY expires_at LIMIT $4",
-            &[
+            params![
                 &provider.as_str(),
                 &account.as_str(),
                 &now.unix_millis(),
@@ -642,7 +707,7 @@ impl Store for PostgresStore {
             "SELECT body FROM intents
              WHERE provider = $1 AND account = $2 AND status = 'created' AND updated_at <= $3
              ORDER BY updated_at LIMIT $4",
-            &[
+            params![
                 &provider.as_str(),
                 &account.as_str(),
                 &updated_before.unix_millis(),
@@ -665,7 +730,7 @@ impl Store for PostgresStore {
                  (SELECT COUNT(*) FROM intents WHERE provider = $1 AND account = $2
                      AND status = 'created' AND updated_at <= $4),
                  (SELECT COUNT(*) FROM parked_events WHERE provider = $1 AND account = $2)",
-            &[
+            params![
                 &provider.as_str(),
                 &account.as_str(),
                 &now.unix_millis(),
@@ -684,7 +749,7 @@ impl Store for PostgresStore {
         let changed = self.execute(
             "UPDATE intents SET updated_at = $1, version = $2, body = $3
              WHERE id = $4 AND version = $5 AND status = $6",
-            &[
+            params![
                 &intent.updated_at.unix_millis(),
                 &to_i64(intent.version)?,
                 &encode(intent)?,
@@ -699,14 +764,8 @@ impl Store for PostgresStore {
     fn park_event(&self, event: &ParkedEvent, cap: usize) -> Result<ParkOutcome, StoreError> {
         // Decided on a plain read first: once an account is full, or the event is kept
         // already, a flood never queues for a transaction.
-        {
-            let mut c = self.conn()?;
-            let c = &mut *c;
-            if let Some(verdict) =
-                commit::park_verdict(&mut c.client, &mut c.statements, event, cap)?
-            {
-                return Ok(verdict);
-            }
+        if let Some(verdict) = commit::park_verdict(&mut *self.conn()?, event, cap)? {
+            return Ok(verdict);
         }
         let write = Write::Park {
             event: Box::new(event.clone()),
@@ -738,7 +797,7 @@ impl Store for PostgresStore {
         );
         self.query(
             SQL,
-            &[
+            params![
                 &provider.as_str(),
                 &account.as_str(),
                 &lookup_key,
@@ -766,7 +825,7 @@ impl Store for PostgresStore {
         );
         self.query(
             SQL,
-            &[
+            params![
                 &provider.as_str(),
                 &account.map(AccountName::as_str),
                 &after,
@@ -779,14 +838,14 @@ impl Store for PostgresStore {
     }
 
     fn drop_parked(&self, id: i64) -> Result<(), StoreError> {
-        self.execute("DELETE FROM parked_events WHERE id = $1", &[&id])?;
+        self.execute("DELETE FROM parked_events WHERE id = $1", params![&id])?;
         Ok(())
     }
 
     fn prune_parked(&self, received_before: Timestamp) -> Result<usize, StoreError> {
         let n = self.execute(
             "DELETE FROM parked_events WHERE received_at < $1",
-            &[&received_before.unix_millis()],
+            params![&received_before.unix_millis()],
         )?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
@@ -801,7 +860,7 @@ impl Store for PostgresStore {
             .query(
                 "SELECT value FROM sweep_cursors
                  WHERE provider = $1 AND account = $2 AND name = $3",
-                &[&provider.as_str(), &account.as_str(), &name],
+                params![&provider.as_str(), &account.as_str(), &name],
             )?
             .first()
             .map(|r| r.get(0)))
@@ -825,7 +884,7 @@ impl Store for PostgresStore {
                  expires_at = excluded.expires_at
              WHERE leases.holder = excluded.holder OR leases.expires_at <= $3
              RETURNING fence",
-            &[&name, &holder, &now.unix_millis(), &until.unix_millis()],
+            params![&name, &holder, &now.unix_millis(), &until.unix_millis()],
         )?
         .first()
         .map(|r| to_u64(r.get(0)))
@@ -835,7 +894,7 @@ impl Store for PostgresStore {
     fn release_lease(&self, name: &str, holder: &str, fence: u64) -> Result<(), StoreError> {
         self.execute(
             "UPDATE leases SET expires_at = 0 WHERE name = $1 AND holder = $2 AND fence = $3",
-            &[&name, &holder, &to_i64(fence)?],
+            params![&name, &holder, &to_i64(fence)?],
         )?;
         Ok(())
     }
@@ -853,7 +912,7 @@ impl Store for PostgresStore {
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (provider, account, name)
                  DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            &[
+            params![
                 &provider.as_str(),
                 &account.as_str(),
                 &name,

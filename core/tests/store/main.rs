@@ -94,6 +94,8 @@ mod conformance;
 mod db;
 #[cfg(feature = "postgres")]
 mod postgres_outbox;
+#[cfg(feature = "postgres")]
+mod postgres_pool;
 
 use db::Db;
 

@@ -3,12 +3,9 @@
 //! the head row last; a batch writes its events without seqs and publishes them all as its
 //! transaction's last step ([`publish`]), as a create does.
 
-use postgres::{GenericClient, Transaction};
-
-use super::pool::Statements;
+use super::pool::{PgConn, Run, Tx, params};
 use super::{
-    PostgresStore, encode, insert_history, provider_ref_key, reconcile_at, store_error, to_i64,
-    to_u64,
+    PostgresStore, encode, insert_history, provider_ref_key, reconcile_at, to_i64, to_u64,
 };
 use crate::error::StoreError;
 use crate::outbox::NewEvent;
@@ -18,59 +15,43 @@ use crate::types::{AccountName, Timestamp};
 
 /// Inserts the event without a seq unless its business key exists; returns its row id, or
 /// `None` if it existed.
-fn insert_event(
-    tx: &mut impl GenericClient,
-    st: &mut Statements,
-    e: &NewEvent,
-) -> Result<Option<i64>, StoreError> {
-    let sql = st.get(
-        tx,
+fn insert_event(tx: &mut impl Run, e: &NewEvent) -> Result<Option<i64>, StoreError> {
+    let rows = tx.query(
         "INSERT INTO outbox (event_id, event_type, intent_id, business_key, created_at, payload)
          VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (business_key) DO NOTHING
          RETURNING id",
+        params![
+            &e.event_id.hyphenated().to_string(),
+            &e.event_type.as_str(),
+            &e.intent_id.to_string(),
+            &e.business_key,
+            &e.created_at.unix_millis(),
+            &encode(&e.payload)?,
+        ],
     )?;
-    let rows = tx
-        .query(
-            &sql,
-            &[
-                &e.event_id.hyphenated().to_string(),
-                &e.event_type.as_str(),
-                &e.intent_id.to_string(),
-                &e.business_key,
-                &e.created_at.unix_millis(),
-                &encode(&e.payload)?,
-            ],
-        )
-        .map_err(store_error)?;
     Ok(rows.first().map(|r| r.get(0)))
 }
 
 /// Gives `rows` (outbox row ids, in the order their writes were decided) the next seqs, as the
 /// transaction's last statements: the head row stays locked until this transaction commits,
 /// so the next publisher waits, and seqs become visible in the order they were assigned.
-fn publish(
-    tx: &mut Transaction<'_>,
-    st: &mut Statements,
-    rows: &[i64],
-) -> Result<Vec<u64>, StoreError> {
+fn publish(tx: &mut Tx<'_>, rows: &[i64]) -> Result<Vec<u64>, StoreError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let n = to_i64(rows.len() as u64)?;
     // One round trip: the head moves by n, and the rows, in the order given, take the n seqs
     // below the new head.
-    let assign = st.get(
-        tx,
-        "WITH head AS (UPDATE outbox_head SET seq = seq + $2 RETURNING seq)
+    let assigned: std::collections::HashMap<i64, i64> = tx
+        .query(
+            "WITH head AS (UPDATE outbox_head SET seq = seq + $2 RETURNING seq)
          UPDATE outbox SET seq = head.seq - $2 + v.n
          FROM head, unnest($1::BIGINT[]) WITH ORDINALITY AS v(id, n)
          WHERE outbox.id = v.id
          RETURNING outbox.id, outbox.seq",
-    )?;
-    let assigned: std::collections::HashMap<i64, i64> = tx
-        .query(&assign, &[&rows, &n])
-        .map_err(store_error)?
+            params![&rows, &n],
+        )?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
@@ -92,60 +73,49 @@ pub(super) fn insert_intent(
     new: NewIntent<'_>,
 ) -> Result<InsertOutcome, StoreError> {
     let mut c = store.conn()?;
-    let c = &mut *c;
-    let st = &mut c.statements;
-    let mut tx = c.client.transaction().map_err(store_error)?;
+    let mut tx = c.transaction()?;
     let i = new.intent;
     // A concurrent insert of the same key makes this one wait for it, then do nothing.
-    let insert = st.get(
-        &mut tx,
+    let inserted = tx.execute(
         "INSERT INTO intents (id, idempotency_key, fingerprint, provider, account, kind, status,
                               provider_ref, expires_at, created_at, updated_at, version, body,
                               reconcile_until, reconcile_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          ON CONFLICT (idempotency_key) DO NOTHING",
+        params![
+            &i.id.to_string(),
+            &i.idempotency_key.as_str(),
+            &new.fingerprint,
+            &i.provider.as_str(),
+            &i.account.as_str(),
+            &i.kind.as_str(),
+            &i.status.as_str(),
+            &provider_ref_key(i),
+            &i.expires_at.map(Timestamp::unix_millis),
+            &i.created_at.unix_millis(),
+            &i.updated_at.unix_millis(),
+            &to_i64(i.version)?,
+            &encode(i)?,
+            &i.reconcile_until.map(Timestamp::unix_millis),
+            &reconcile_at(i),
+        ],
     )?;
-    let inserted = tx
-        .execute(
-            &insert,
-            &[
-                &i.id.to_string(),
-                &i.idempotency_key.as_str(),
-                &new.fingerprint,
-                &i.provider.as_str(),
-                &i.account.as_str(),
-                &i.kind.as_str(),
-                &i.status.as_str(),
-                &provider_ref_key(i),
-                &i.expires_at.map(Timestamp::unix_millis),
-                &i.created_at.unix_millis(),
-                &i.updated_at.unix_millis(),
-                &to_i64(i.version)?,
-                &encode(i)?,
-                &i.reconcile_until.map(Timestamp::unix_millis),
-                &reconcile_at(i),
-            ],
-        )
-        .map_err(store_error)?;
     if inserted == 0 {
-        let existing = st.get(
-            &mut tx,
+        let row = tx.query_one(
             "SELECT body, fingerprint FROM intents WHERE idempotency_key = $1",
+            params![&i.idempotency_key.as_str()],
         )?;
-        let row = tx
-            .query_one(&existing, &[&i.idempotency_key.as_str()])
-            .map_err(store_error)?;
         return Ok(InsertOutcome::Existing {
             intent: Box::new(super::decode_intent(row.get(0))?),
             fingerprint: row.get::<_, &str>(1).to_string(),
         });
     }
-    insert_history(&mut tx, st, i.id, new.transition)?;
-    let row = insert_event(&mut tx, st, new.event)?.ok_or_else(|| {
+    insert_history(&mut tx, i.id, new.transition)?;
+    let row = insert_event(&mut tx, new.event)?.ok_or_else(|| {
         StoreError::Constraint(format!("event {} already exists", new.event.business_key))
     })?;
-    let seq = publish(&mut tx, st, &[row])?[0];
-    tx.commit().map_err(store_error)?;
+    let seq = publish(&mut tx, &[row])?[0];
+    tx.commit()?;
     Ok(InsertOutcome::Inserted { seq })
 }
 
@@ -276,8 +246,7 @@ enum Decided {
 /// Writes one decided change: `published` takes its seq in the same statement (alone);
 /// otherwise the event waits for the batch's [`publish`].
 fn apply_commit(
-    tx: &mut impl GenericClient,
-    st: &mut Statements,
+    tx: &mut impl Run,
     c: &OwnedCommit,
     published: bool,
 ) -> Result<Decided, StoreError> {
@@ -290,94 +259,75 @@ fn apply_commit(
     let event_uuid = e.event_id.hyphenated().to_string();
     let payload = encode(&e.payload)?;
     let row = match &c.update {
-        Some((intent, t)) => {
-            let sql = st.get(
-                tx,
-                if published {
-                    TRANSITION_SQL
-                } else {
-                    TRANSITION_UNPUBLISHED_SQL
-                },
-            )?;
-            tx.query_one(
-                &sql,
-                &[
-                    &provider,
-                    &event_id,
-                    &id,
-                    &c.now.unix_millis(),
-                    &intent.status.as_str(),
-                    &provider_ref_key(intent),
-                    &intent.expires_at.map(Timestamp::unix_millis),
-                    &intent.updated_at.unix_millis(),
-                    &to_i64(intent.version)?,
-                    &encode(intent)?,
-                    &intent.reconcile_until.map(Timestamp::unix_millis),
-                    &reconcile_at(intent),
-                    &to_i64(c.expected_version)?,
-                    &t.from.map(crate::lifecycle::IntentStatus::as_str),
-                    &t.to.as_str(),
-                    &t.cause.as_str(),
-                    &t.at.unix_millis(),
-                    &t.provider_event_id,
-                    &event_uuid,
-                    &e.event_type.as_str(),
-                    &e.business_key,
-                    &e.created_at.unix_millis(),
-                    &payload,
-                ],
-            )
-        }
-        None => {
-            let sql = st.get(
-                tx,
-                if published {
-                    ANOMALY_SQL
-                } else {
-                    ANOMALY_UNPUBLISHED_SQL
-                },
-            )?;
-            tx.query_one(
-                &sql,
-                &[
-                    &provider,
-                    &event_id,
-                    &id,
-                    &c.now.unix_millis(),
-                    &to_i64(c.expected_version)?,
-                    &event_uuid,
-                    &e.event_type.as_str(),
-                    &e.business_key,
-                    &e.created_at.unix_millis(),
-                    &payload,
-                ],
-            )
-        }
+        Some((intent, t)) => tx.query_one(
+            if published {
+                TRANSITION_SQL
+            } else {
+                TRANSITION_UNPUBLISHED_SQL
+            },
+            params![
+                &provider,
+                &event_id,
+                &id,
+                &c.now.unix_millis(),
+                &intent.status.as_str(),
+                &provider_ref_key(intent),
+                &intent.expires_at.map(Timestamp::unix_millis),
+                &intent.updated_at.unix_millis(),
+                &to_i64(intent.version)?,
+                &encode(intent)?,
+                &intent.reconcile_until.map(Timestamp::unix_millis),
+                &reconcile_at(intent),
+                &to_i64(c.expected_version)?,
+                &t.from.map(crate::lifecycle::IntentStatus::as_str),
+                &t.to.as_str(),
+                &t.cause.as_str(),
+                &t.at.unix_millis(),
+                &t.provider_event_id,
+                &event_uuid,
+                &e.event_type.as_str(),
+                &e.business_key,
+                &e.created_at.unix_millis(),
+                &payload,
+            ],
+        ),
+        None => tx.query_one(
+            if published {
+                ANOMALY_SQL
+            } else {
+                ANOMALY_UNPUBLISHED_SQL
+            },
+            params![
+                &provider,
+                &event_id,
+                &id,
+                &c.now.unix_millis(),
+                &to_i64(c.expected_version)?,
+                &event_uuid,
+                &e.event_type.as_str(),
+                &e.business_key,
+                &e.created_at.unix_millis(),
+                &payload,
+            ],
+        ),
     };
     let row = match row {
         Ok(row) => row,
-        Err(err) => {
-            let constraint = err
-                .as_db_error()
-                .and_then(|d| d.constraint())
-                .map(str::to_string);
-            return match (constraint.as_deref(), store_error(err)) {
-                // The same delivery was recorded by a writer that committed after this
-                // statement's snapshot; the whole statement rolled back.
-                (Some("provider_events_pkey"), StoreError::Constraint(_)) => {
-                    Ok(Decided::Not(CommitOutcome::AlreadyRecorded))
-                }
-                // The transition table allows one event per status; a second event of the same
-                // type for an intent means a bug, and the database refuses to let it through.
-                (Some("outbox_business_key_key"), StoreError::Constraint(_)) => {
-                    Err(StoreError::Constraint(format!(
-                        "refusing a second {} event for intent {}",
-                        e.event_type, c.intent_id
-                    )))
-                }
-                (_, other) => Err(other),
-            };
+        // PostgreSQL names the constraint in its message: `violates unique constraint "x"`.
+        Err(StoreError::Constraint(msg)) if msg.contains("\"provider_events_pkey\"") => {
+            // The same delivery was recorded by a writer that committed after this
+            // statement's snapshot; the whole statement rolled back.
+            return Ok(Decided::Not(CommitOutcome::AlreadyRecorded));
         }
+        Err(StoreError::Constraint(msg)) if msg.contains("\"outbox_business_key_key\"") => {
+            // The transition table allows one event per status; a second event of the same
+            // type for an intent means a bug, and the database refuses to let it through.
+            return Err(StoreError::Constraint(format!(
+                "refusing a second {} event for intent {}",
+                e.event_type, c.intent_id
+            )));
+        }
+        Err(other) => return Err(other),
     };
     let (seen, version_ok, written): (bool, bool, Option<i64>) =
         (row.get(0), row.get(1), row.get(2));
@@ -392,44 +342,33 @@ fn apply_commit(
 
 /// Whether `e` is kept already, or its account is full; `None` when it may be kept.
 pub(super) fn park_verdict(
-    c: &mut impl GenericClient,
-    st: &mut Statements,
+    c: &mut impl Run,
     e: &ParkedEvent,
     cap: usize,
 ) -> Result<Option<ParkOutcome>, StoreError> {
     let account = e.account.as_ref().map(AccountName::as_str);
-    let kept = st.get(
-        c,
-        "SELECT 1 FROM parked_events WHERE provider = $1 AND COALESCE(account, '') = $2
-             AND lookup_key = $3 AND dedup_key = $4",
-    )?;
     if !c
         .query(
-            &kept,
-            &[
+            "SELECT 1 FROM parked_events WHERE provider = $1 AND COALESCE(account, '') = $2
+             AND lookup_key = $3 AND dedup_key = $4",
+            params![
                 &e.provider.as_str(),
                 &account.unwrap_or(""),
                 &e.lookup_key,
                 &e.dedup_key(),
             ],
-        )
-        .map_err(store_error)?
+        )?
         .is_empty()
     {
         return Ok(Some(ParkOutcome::AlreadyParked));
     }
     // Counting walks the account's index entries, at most `cap` of them.
-    let count = st.get(
-        c,
-        "SELECT COUNT(*) FROM (SELECT 1 FROM parked_events
-             WHERE provider = $1 AND account IS NOT DISTINCT FROM $2 LIMIT $3) AS kept",
-    )?;
     let n: i64 = c
         .query_one(
-            &count,
-            &[&e.provider.as_str(), &account, &super::limit_param(cap)],
-        )
-        .map_err(store_error)?
+            "SELECT COUNT(*) FROM (SELECT 1 FROM parked_events
+             WHERE provider = $1 AND account IS NOT DISTINCT FROM $2 LIMIT $3) AS kept",
+            params![&e.provider.as_str(), &account, &super::limit_param(cap)],
+        )?
         .get(0);
     if usize::try_from(n).unwrap_or(usize::MAX) >= cap {
         return Ok(Some(ParkOutcome::Full));
@@ -437,50 +376,34 @@ pub(super) fn park_verdict(
     Ok(None)
 }
 
-fn apply_park(
-    tx: &mut impl GenericClient,
-    st: &mut Statements,
-    e: &ParkedEvent,
-    cap: usize,
-) -> Result<ParkOutcome, StoreError> {
+fn apply_park(tx: &mut impl Run, e: &ParkedEvent, cap: usize) -> Result<ParkOutcome, StoreError> {
     // One writer per account while it counts and inserts, across instances, so the cap holds
     // exactly; the lock ends with the transaction.
-    let lock = st.get(
-        tx,
-        "SELECT pg_advisory_xact_lock(hashtextextended('intentkit.parked:' || $1 || ':' || $2, 0))",
-    )?;
     tx.execute(
-        &lock,
-        &[
+        "SELECT pg_advisory_xact_lock(hashtextextended('intentkit.parked:' || $1 || ':' || $2, 0))",
+        params![
             &e.provider.as_str(),
             &e.account.as_ref().map_or("", AccountName::as_str),
         ],
-    )
-    .map_err(store_error)?;
-    if let Some(verdict) = park_verdict(tx, st, e, cap)? {
+    )?;
+    if let Some(verdict) = park_verdict(tx, e, cap)? {
         return Ok(verdict);
     }
-    let insert = st.get(
-        tx,
+    let inserted = tx.execute(
         "INSERT INTO parked_events
              (provider, account, lookup_key, intent_id, proof, dedup_key, received_at, event)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        params![
+            &e.provider.as_str(),
+            &e.account.as_ref().map(AccountName::as_str),
+            &e.lookup_key,
+            &e.intent_id.map(|i| i.to_string()),
+            &e.proof.as_str(),
+            &e.dedup_key(),
+            &e.received_at.unix_millis(),
+            &encode(&e.event)?,
+        ],
     )?;
-    let inserted = tx
-        .execute(
-            &insert,
-            &[
-                &e.provider.as_str(),
-                &e.account.as_ref().map(AccountName::as_str),
-                &e.lookup_key,
-                &e.intent_id.map(|i| i.to_string()),
-                &e.proof.as_str(),
-                &e.dedup_key(),
-                &e.received_at.unix_millis(),
-                &encode(&e.event)?,
-            ],
-        )
-        .map_err(store_error)?;
     Ok(if inserted == 1 {
         ParkOutcome::Parked
     } else {
@@ -491,13 +414,12 @@ fn apply_park(
 /// One write of a batch (`published` false: a decided change's event waits for the batch's
 /// [`publish`]).
 fn apply_write(
-    c: &mut impl GenericClient,
-    st: &mut Statements,
+    c: &mut impl Run,
     w: &Write,
     published: bool,
 ) -> Result<(Option<i64>, Written), StoreError> {
     match w {
-        Write::Commit(commit) => Ok(match apply_commit(c, st, commit, published)? {
+        Write::Commit(commit) => Ok(match apply_commit(c, commit, published)? {
             Decided::Written(n) if published => (
                 None,
                 Written::Commit(CommitOutcome::Committed { seq: to_u64(n)? }),
@@ -509,7 +431,7 @@ fn apply_write(
             ),
             Decided::Not(outcome) => (None, Written::Commit(outcome)),
         }),
-        Write::Park { event, cap } => Ok((None, Written::Park(apply_park(c, st, event, *cap)?))),
+        Write::Park { event, cap } => Ok((None, Written::Park(apply_park(c, event, *cap)?))),
     }
 }
 
@@ -528,42 +450,39 @@ pub(super) fn write_batch(
         Ok(c) => c,
         Err(e) => return fail_all(&e, &batch),
     };
-    let c = &mut *conn;
-    let st = &mut c.statements;
     if batch.len() > 1 {
         batch.sort_by_key(|(_, w)| match w {
             Write::Commit(c) => c.intent_id.to_string(),
             Write::Park { event, .. } => event.lookup_key.clone(),
         });
-        if let Some(results) = together(&mut c.client, st, &batch) {
+        if let Some(results) = together(&mut conn, &batch) {
             return results;
         }
     }
     batch
         .iter()
-        .map(|(ticket, write)| (*ticket, alone(&mut c.client, st, write)))
+        .map(|(ticket, write)| (*ticket, alone(&mut conn, write)))
         .collect()
 }
 
 /// The batch in one transaction; `None` if a write failed (nothing of it was written).
 fn together(
-    client: &mut postgres::Client,
-    st: &mut Statements,
+    conn: &mut PgConn,
     batch: &[(u64, Write)],
 ) -> Option<Vec<(u64, Result<Written, StoreError>)>> {
-    let mut tx = match client.transaction() {
+    let mut tx = match conn.transaction() {
         Ok(tx) => tx,
-        Err(e) => return Some(fail_all(&store_error(e), batch)),
+        Err(e) => return Some(fail_all(&e, batch)),
     };
     let mut applied = Vec::with_capacity(batch.len());
     for (ticket, write) in batch {
         // Dropping the transaction on a failure rolls it back.
-        applied.push((*ticket, apply_write(&mut tx, st, write, false).ok()?));
+        applied.push((*ticket, apply_write(&mut tx, write, false).ok()?));
     }
     let rows: Vec<i64> = applied.iter().filter_map(|(_, (row, _))| *row).collect();
-    let published = publish(&mut tx, st, &rows).and_then(|seqs| {
+    let published = publish(&mut tx, &rows).and_then(|seqs| {
         // A failed commit may or may not have happened: every write gets the error.
-        tx.commit().map_err(store_error)?;
+        tx.commit()?;
         Ok(seqs)
     });
     let seqs = match published {
@@ -590,17 +509,13 @@ fn together(
 
 /// One write in a transaction of its own: a decided change is one statement (autocommit);
 /// parking takes a transaction-scoped lock, so it runs in an explicit transaction.
-fn alone(
-    client: &mut postgres::Client,
-    st: &mut Statements,
-    write: &Write,
-) -> Result<Written, StoreError> {
+fn alone(conn: &mut PgConn, write: &Write) -> Result<Written, StoreError> {
     match write {
-        Write::Commit(_) => apply_write(client, st, write, true).map(|(_, w)| w),
+        Write::Commit(_) => apply_write(conn, write, true).map(|(_, w)| w),
         Write::Park { .. } => {
-            let mut tx = client.transaction().map_err(store_error)?;
-            let (_, written) = apply_write(&mut tx, st, write, true)?;
-            tx.commit().map_err(store_error)?;
+            let mut tx = conn.transaction()?;
+            let (_, written) = apply_write(&mut tx, write, true)?;
+            tx.commit()?;
             Ok(written)
         }
     }
