@@ -184,6 +184,11 @@ fn provider_code(e: &ProviderError) -> Code {
 impl From<&EngineError> for ApiError {
     fn from(e: &EngineError) -> Self {
         let (code, intent_id) = match e {
+            // The key already names an intent (of the caller's own account): the caller may
+            // fetch it by id instead of parsing the message.
+            EngineError::Core(c @ CoreError::IdempotencyConflict { existing, .. }) => {
+                (core_code(c), Some(*existing))
+            }
             EngineError::Core(c) => (core_code(c), None),
             EngineError::Provider { source, intent } => (provider_code(source), *intent),
             // Recorded, outcome unknown: the one answer that must say "retry, same key".
@@ -313,6 +318,13 @@ mod tests {
         assert_eq!(a.code, Code::Unavailable);
         assert_eq!(a.reason, "PROVIDER_UNAVAILABLE");
         assert!(a.retryable);
+        assert!(a.metadata().contains(&("intent_id", id.to_string())));
+
+        let a = api(EngineError::Core(CoreError::IdempotencyConflict {
+            key: intentkit_core::IdempotencyKey::new("k").unwrap(),
+            existing: id,
+        }));
+        assert_eq!(a.reason, "IDEMPOTENCY_CONFLICT");
         assert!(a.metadata().contains(&("intent_id", id.to_string())));
 
         let a = api(EngineError::UnknownAccount {
