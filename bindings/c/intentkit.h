@@ -7,7 +7,9 @@
  * canonical JSON. Every function returns an IntentkitStatus_t (gRPC's numbers).
  *
  * Ownership:
- *  - a handle from intentkit_open* is the caller's; free it with intentkit_close (NULL: no-op);
+ *  - a handle from intentkit_open* is the caller's; free it with intentkit_close (NULL or
+ *    already closed: no-op); close waits for calls in flight on other threads, and any call
+ *    with the handle after close answers INTENTKIT_STATUS_FAILED_PRECONDITION, reason CLOSED;
  *  - a char * written to an out-parameter is the caller's; free it with intentkit_string_free;
  *  - the strings in an IntentkitError_t are the caller's; free them with intentkit_error_free;
  *  - out-parameters are written only on success; zero-initialize an IntentkitError_t before use;
@@ -77,7 +79,8 @@ uint32_t
 intentkit_abi_version (void);
 
 /** \brief
- *  An open intentkit: its engine on SQLite and a small runtime. Opaque.
+ *  An open intentkit. Opaque: the pointer is a token the library looks up, never memory to
+ *  read or free.
  */
 typedef struct IntentkitHandle IntentkitHandle_t;
 
@@ -229,10 +232,15 @@ intentkit_cancel (
     IntentkitError_t * error);
 
 /** \brief
- *  Closes a handle: lets the store calls and provider requests of calls that already timed
- *  out (a handle runs no background jobs of its own: maintenance runs only inside
- *  `intentkit_run_maintenance`) finish or stop, for up to five seconds, then closes its
- *  database connections and frees it. NULL is a no-op. No other call may be using the handle.
+ *  Closes a handle, even while other threads are inside calls on it. From the moment close
+ *  starts, a call with this handle (then, or at any later time) answers
+ *  `INTENTKIT_STATUS_FAILED_PRECONDITION` with reason `CLOSED` and touches nothing. Close then
+ *  waits for the calls already running on it to return (each within its `call_timeout_ms`),
+ *  lets the store calls and provider requests of calls that timed out (a handle runs no
+ *  background jobs of its own: maintenance runs only inside `intentkit_run_maintenance`)
+ *  finish or stop, for up to five seconds, then closes its database connections and frees
+ *  it. NULL, or a handle already closed, is a no-op (a close racing another close of the same
+ *  handle returns at once).
  */
 void
 intentkit_close (

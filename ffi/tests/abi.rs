@@ -1,5 +1,6 @@
-//! The ABI from Rust, as a host sees it: the per-call timeout, and JSON in and out. (The whole
-//! flow from C and PHP is in bindings/; this covers what those cannot provoke cheaply.)
+//! The ABI from Rust, as a host sees it: the per-call timeout, JSON in and out, and closing a
+//! handle under a call or before one. (The whole flow from C and PHP is in bindings/; this
+//! covers what those cannot provoke cheaply.)
 
 use std::ffi::CString;
 use std::sync::Arc;
@@ -49,15 +50,15 @@ fn a_call_past_its_timeout_is_deadline_exceeded_and_retryable_with_the_same_key(
     });
 
     let config = CString::new(config).unwrap();
-    let mut handle: Option<repr_c::Box<IntentkitHandle>> = None;
+    let mut handle: *mut IntentkitHandle = std::ptr::null_mut();
     let mut e = error();
     let st = intentkit_open(
         Some(char_p::Ref::from(config.as_c_str())),
-        Some(handle.manually_drop_mut().as_out()),
+        Some(handle.as_out()),
         Some(&mut e),
     );
     assert_eq!(st, IntentkitStatus::Ok, "{e:?}");
-    let handle = handle.unwrap();
+    assert!(!handle.is_null());
 
     let request = CString::new(
         r#"{"idempotencyKey":"slow-1","account":"tr-main","amountMinor":"150000","currency":"TRY","reference":"o-1","userId":"u-1"}"#,
@@ -66,7 +67,7 @@ fn a_call_past_its_timeout_is_deadline_exceeded_and_retryable_with_the_same_key(
     let mut out: Option<char_p::Box> = None;
     let started = std::time::Instant::now();
     let st = intentkit_create_deposit(
-        Some(&handle),
+        handle,
         Some(char_p::Ref::from(request.as_c_str())),
         Some(out.manually_drop_mut().as_out()),
         Some(&mut e),
@@ -94,7 +95,7 @@ fn a_call_past_its_timeout_is_deadline_exceeded_and_retryable_with_the_same_key(
         let mut e = error();
         let mut out: Option<char_p::Box> = None;
         let st = intentkit_create_deposit(
-            Some(&handle),
+            handle,
             Some(char_p::Ref::from(request.as_c_str())),
             Some(out.manually_drop_mut().as_out()),
             Some(&mut e),
@@ -115,7 +116,7 @@ fn a_call_past_its_timeout_is_deadline_exceeded_and_retryable_with_the_same_key(
     assert_eq!(ids.len(), 1, "the same key gave the same intent: {ids:?}");
     assert_eq!(sim.intent_ids().len(), 1, "one deposit at the provider");
 
-    intentkit_close(Some(handle));
+    intentkit_close(handle);
     sim.shutdown();
 }
 
@@ -132,22 +133,22 @@ fn a_failed_create_that_recorded_its_intent_names_it_in_the_error() {
         dir.path().join("r.db").display()
     ))
     .unwrap();
-    let mut handle: Option<repr_c::Box<IntentkitHandle>> = None;
+    let mut handle: *mut IntentkitHandle = std::ptr::null_mut();
     let mut e = error();
     let st = intentkit_open(
         Some(char_p::Ref::from(config.as_c_str())),
-        Some(handle.manually_drop_mut().as_out()),
+        Some(handle.as_out()),
         Some(&mut e),
     );
     assert_eq!(st, IntentkitStatus::Ok, "{e:?}");
-    let handle = handle.unwrap();
+    assert!(!handle.is_null());
     let request = CString::new(
         r#"{"idempotencyKey":"r-1","account":"tr-main","amountMinor":"100000","currency":"TRY","reference":"o-1","userId":"u-1"}"#,
     )
     .unwrap();
     let mut out: Option<char_p::Box> = None;
     let st = intentkit_create_deposit(
-        Some(&handle),
+        handle,
         Some(char_p::Ref::from(request.as_c_str())),
         Some(out.manually_drop_mut().as_out()),
         Some(&mut e),
@@ -162,7 +163,7 @@ fn a_failed_create_that_recorded_its_intent_names_it_in_the_error() {
         .to_string();
     let get = CString::new(format!(r#"{{"id":"{id}"}}"#)).unwrap();
     let st = intentkit_get(
-        Some(&handle),
+        handle,
         Some(char_p::Ref::from(get.as_c_str())),
         Some(out.manually_drop_mut().as_out()),
         Some(&mut e),
@@ -176,9 +177,146 @@ fn a_failed_create_that_recorded_its_intent_names_it_in_the_error() {
     );
     intentkit_string_free(out.take());
     // A later failure that recorded nothing leaves no stale id behind.
-    let st = intentkit_get(Some(&handle), None, None, Some(&mut e));
+    let st = intentkit_get(handle, None, None, Some(&mut e));
     assert_eq!(st, IntentkitStatus::InvalidArgument);
     assert!(e.intent_id.is_none());
     intentkit_error_free(Some(&mut e));
-    intentkit_close(Some(handle));
+    intentkit_close(handle);
+}
+
+fn open(config: &str) -> *mut IntentkitHandle {
+    let config = CString::new(config).unwrap();
+    let mut handle: *mut IntentkitHandle = std::ptr::null_mut();
+    let mut e = error();
+    let st = intentkit_open(
+        Some(char_p::Ref::from(config.as_c_str())),
+        Some(handle.as_out()),
+        Some(&mut e),
+    );
+    assert_eq!(st, IntentkitStatus::Ok, "{e:?}");
+    assert!(!handle.is_null());
+    handle
+}
+
+fn get_unknown(handle: *const IntentkitHandle, e: &mut IntentkitError) -> IntentkitStatus {
+    let request = CString::new(r#"{"id":"0190b5c4-3c2e-7d2a-9c61-000000000000"}"#).unwrap();
+    let mut out: Option<char_p::Box> = None;
+    let st = intentkit_get(
+        handle,
+        Some(char_p::Ref::from(request.as_c_str())),
+        Some(out.manually_drop_mut().as_out()),
+        Some(e),
+    );
+    assert_eq!(out.is_some(), st == IntentkitStatus::Ok);
+    intentkit_string_free(out);
+    st
+}
+
+#[test]
+fn a_call_after_close_answers_closed_and_a_second_close_is_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[ffi]\ndatabase = \"{}\"\n",
+        dir.path().join("c.db").display()
+    );
+    let handle = open(&config);
+    let mut e = error();
+    assert_eq!(
+        get_unknown(handle, &mut e),
+        IntentkitStatus::NotFound,
+        "{e:?}"
+    );
+
+    intentkit_close(handle);
+    let st = get_unknown(handle, &mut e);
+    assert_eq!(st, IntentkitStatus::FailedPrecondition, "{e:?}");
+    assert_eq!(e.reason.as_ref().unwrap().to_str(), "CLOSED");
+    assert!(
+        e.message
+            .as_ref()
+            .unwrap()
+            .to_str()
+            .contains("intentkit_close")
+    );
+    assert!(!e.retryable, "a closed handle stays closed");
+
+    intentkit_close(handle);
+    intentkit_close(std::ptr::null_mut());
+    // A handle opened later is another handle: the closed one does not come back to life.
+    let again = open(&config);
+    assert_ne!(again, handle);
+    assert_eq!(
+        get_unknown(again, &mut e),
+        IntentkitStatus::NotFound,
+        "{e:?}"
+    );
+    assert_eq!(
+        get_unknown(handle, &mut e),
+        IntentkitStatus::FailedPrecondition
+    );
+    intentkit_close(again);
+    intentkit_error_free(Some(&mut e));
+}
+
+/// `intentkit_close` from one thread while another is inside a call: the call runs to its
+/// answer, and close returns only after it.
+#[test]
+fn close_waits_for_a_call_in_flight() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt
+        .block_on(intentkit_sandbox::pientegra::Simulator::start(
+            Default::default(),
+            Arc::new(SystemClock),
+            "127.0.0.1:0".parse().unwrap(),
+        ))
+        .unwrap();
+    let root = sim.root_url();
+    rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{root}/_control/faults"))
+            .header("content-type", "application/json")
+            .body(r#"{"latency_ms":800}"#)
+            .send()
+            .await
+            .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let handle = open(&format!(
+        "[ffi]\ndatabase = \"{}\"\ncall_timeout_ms = 10000\n\n[pientegra.tr-main]\nbase_url = \"{}\"\n\
+         api_key = \"pk_sandbox\"\nwebhook_secret = \"whsec_c2FuZGJveA\"\n",
+        dir.path().join("w.db").display(),
+        sim.base_url()
+    ));
+
+    // A handle is a number, not memory: it may cross to another thread as one.
+    let token = handle as usize;
+    let started = std::time::Instant::now();
+    let caller = std::thread::spawn(move || {
+        let request = CString::new(
+            r#"{"idempotencyKey":"w-1","account":"tr-main","amountMinor":"150000","currency":"TRY","reference":"o-1","userId":"u-1"}"#,
+        )
+        .unwrap();
+        let mut out: Option<char_p::Box> = None;
+        let mut e = error();
+        let st = intentkit_create_deposit(
+            std::ptr::without_provenance(token),
+            Some(char_p::Ref::from(request.as_c_str())),
+            Some(out.manually_drop_mut().as_out()),
+            Some(&mut e),
+        );
+        intentkit_string_free(out);
+        (st, e.reason.map(|r| r.to_str().to_string()))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    intentkit_close(handle);
+    let closed_after = started.elapsed();
+    let (st, reason) = caller.join().unwrap();
+    assert_eq!(st, IntentkitStatus::Ok, "{reason:?}");
+    // The call needed the provider's 800 ms; close, started at 200 ms, waited for it.
+    assert!(
+        closed_after >= std::time::Duration::from_millis(800),
+        "close returned at {closed_after:?}, while the call was still waiting for the provider"
+    );
+    sim.shutdown();
 }
