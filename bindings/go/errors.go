@@ -34,6 +34,7 @@ type Error struct {
 	IntentID string
 }
 
+// Error is Reason, Code and Message, and the intent when one is named.
 func (e *Error) Error() string {
 	s := fmt.Sprintf("intentkit: %s (%s): %s", e.Reason, e.Code, e.Message)
 	if e.IntentID != "" {
