@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -357,7 +358,9 @@ func TestConsumeResumesAcrossAServerRestart(t *testing.T) {
 
 // After an 8 s outage (SIGKILL, then the same server on the same port and database), the
 // consumer's next event arrives within intentkit.ReconnectBound of the server's return (plus
-// 1 s of slack): the channel's backoff alone, not Consume's stacked on it.
+// 1 s of slack): the channel's backoff alone, not Consume's stacked on it. Consume itself
+// retries once for the outage and then waits for the channel (the old Consume failed fast
+// and backed off again and again: 6 times or more in 8 s).
 func TestConsumeRecoversWithinTheBoundAfterAnOutage(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
@@ -373,11 +376,12 @@ func TestConsumeRecoversWithinTheBoundAfterAnOutage(t *testing.T) {
 	}
 	arrivals := make(chan arrival, 1000)
 	consumed := make(chan error, 1)
+	var retries atomic.Int32
 	go func() {
 		consumed <- c.Consume(ctx, "recovery", func(_ context.Context, e *intentkit.Event) error {
 			arrivals <- arrival{e.GetSeq(), e.GetIntentId(), e.GetTypeName(), time.Now()}
 			return nil
-		})
+		}, intentkit.OnRetry(func(error, time.Duration) { retries.Add(1) }))
 	}()
 	before, err := c.CreateDeposit(ctx, deposit(unique("before"), 10_00))
 	if err != nil {
@@ -412,9 +416,13 @@ func TestConsumeRecoversWithinTheBoundAfterAnOutage(t *testing.T) {
 				continue
 			}
 			took := a.at.Sub(back)
-			t.Logf("recovery: the consumer's next event came %v after the server's return (8 s outage; bound %v + 1 s)", took.Round(time.Millisecond), intentkit.ReconnectBound)
+			t.Logf("recovery: the consumer's next event came %v after the server's return (8 s outage; bound %v + 1 s); Consume retried %d times",
+				took.Round(time.Millisecond), intentkit.ReconnectBound, retries.Load())
 			if took > bound {
 				t.Fatalf("recovered in %v, over %v", took, bound)
+			}
+			if n := retries.Load(); n > 3 {
+				t.Fatalf("Consume retried %d times over one outage: its backoff stacks on the channel's", n)
 			}
 			cancel()
 			if err := <-consumed; !errors.Is(err, context.Canceled) {
