@@ -5,6 +5,7 @@ package intentkittest
 import (
 	"fmt"
 
+	intentkit "github.com/intentkit/intentkit/bindings/go"
 	v1 "github.com/intentkit/intentkit/bindings/go/gen/intentkit/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -25,6 +26,9 @@ func Payer(p *v1.VerifiedPayer) ApproveOption {
 	return func(it *v1.Intent) { it.VerifiedPayer = p }
 }
 
+// Approve, Reject and Expire return an *intentkit.Error when the move is not allowed
+// (INVALID_TRANSITION) or the intent does not exist (INTENT_NOT_FOUND).
+
 // Approve approves the intent as its provider would (the payer paid): APPROVED, with
 // approved_amount_minor (the requested amount unless ApprovedAmount says otherwise) and, for a
 // verification, the verified payer; and an intent.approved event.
@@ -39,20 +43,20 @@ func (s *Server) Approve(id string, opts ...ApproveOption) error {
 			o(it)
 		}
 	})
-	return err
+	return intentkit.AsError(err)
 }
 
 // Reject rejects the intent as its provider would: REJECTED with reason, and intent.rejected.
 func (s *Server) Reject(id, reason string) error {
 	_, err := s.transition(id, v1.IntentStatus_INTENT_STATUS_REJECTED, v1.Cause_CAUSE_WEBHOOK, func(it *v1.Intent) { it.Reason = reason })
-	return err
+	return intentkit.AsError(err)
 }
 
 // Expire lets the intent's hand-off run out unpaid: EXPIRED, and intent.expired. An expired
 // intent may still be approved (funds that came late).
 func (s *Server) Expire(id string) error {
 	_, err := s.transition(id, v1.IntentStatus_INTENT_STATUS_EXPIRED, v1.Cause_CAUSE_TIMER, nil)
-	return err
+	return intentkit.AsError(err)
 }
 
 // Intent is the intent as the fake holds it (a copy), or INTENT_NOT_FOUND.
@@ -110,7 +114,7 @@ func (s *Server) transition(id string, to v1.IntentStatus, cause v1.Cause, edit 
 		ok = ok || f == from
 	}
 	if !ok {
-		return nil, fmt.Errorf("%w (from %s to %s)", ErrorStatus(codes.FailedPrecondition, "INVALID_TRANSITION", false, id), from, to)
+		return nil, errorStatus(codes.FailedPrecondition, "INVALID_TRANSITION", fmt.Sprintf("intent %s is %s: it cannot become %s", id, from, to), false, id)
 	}
 	if edit != nil {
 		edit(it)
