@@ -2,7 +2,9 @@
 // (Pientegra) and bank-account verifications (Decentro UPI penny pull), their outcomes as an
 // exactly-once event stream, and typed errors.
 //
-// Dial once per process and share the Client; it is safe for concurrent use. Every call gets
+// Dial once per process (or New, over a connection of your own) and share the Client; it is
+// safe for concurrent use. Code that should be testable without a server takes an API, which a
+// Client on package intentkittest's fake server implements. Every call gets
 // the Client's default deadline unless the context already has an earlier one. Calls that are
 // safe to repeat (reads, acks, and creates, which are idempotent on their key) are retried on
 // UNAVAILABLE by gRPC itself, following a RetryPolicy.
@@ -36,9 +38,10 @@ const Version = "0.2.0"
 const DefaultTimeout = 10 * time.Second
 
 // ReconnectBound is how soon after a server comes back a Client reconnects, and Consume gets
-// its next event, however long the server was down: the channel retries a lost connection
-// after at most reconnectMaxDelay plus its jitter, and Consume waits for that channel rather
-// than adding a backoff of its own.
+// its next event, however long the server was down: the channel retries a lost connection at
+// most 2 s apart (2.4 s with gRPC's jitter), and Consume waits for that channel rather than
+// adding a backoff of its own. An option of yours that replaces the connect parameters
+// (WithDialOptions with grpc.WithConnectParams) replaces this bound too.
 const ReconnectBound = 5 * time.Second
 
 // reconnectMaxDelay caps the channel's backoff between connection attempts. With gRPC's

@@ -146,7 +146,8 @@ func (c *Client) Consume(ctx context.Context, consumer string, handle func(conte
 		// or the network: reopen it at once, and the channel waits for the connection. One
 		// that failed straight away was refused: back off, so a server that refuses does not
 		// get a loop of calls.
-		if progressed || time.Since(began) > o.maxBackoff {
+		lived := progressed || time.Since(began) > o.maxBackoff
+		if lived {
 			wait = o.minBackoff
 		}
 		// Full jitter: many consumers cut off by one restart do not come back in step.
@@ -161,7 +162,7 @@ func (c *Client) Consume(ctx context.Context, consumer string, handle func(conte
 			return ctx.Err()
 		case <-time.After(sleep):
 		}
-		if !progressed {
+		if !lived {
 			wait = min(wait*2, o.maxBackoff)
 		}
 	}
