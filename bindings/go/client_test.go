@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -355,6 +356,87 @@ func TestConsumeResumesAcrossAServerRestart(t *testing.T) {
 	}
 }
 
+// After an 8 s outage (SIGKILL, then the same server on the same port and database), the
+// consumer's next event arrives within intentkit.ReconnectBound of the server's return (plus
+// 1 s of slack): the channel's backoff alone, not Consume's stacked on it. Consume itself
+// retries once for the outage and then waits for the channel (the old Consume failed fast
+// and backed off again and again: 6 times or more in 8 s).
+func TestConsumeRecoversWithinTheBoundAfterAnOutage(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	s := startSandbox(t, dir, addr)
+	c := dial(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type arrival struct {
+		seq    uint64
+		intent string
+		typ    string
+		at     time.Time
+	}
+	arrivals := make(chan arrival, 1000)
+	consumed := make(chan error, 1)
+	var retries atomic.Int32
+	go func() {
+		consumed <- c.Consume(ctx, "recovery", func(_ context.Context, e *intentkit.Event) error {
+			arrivals <- arrival{e.GetSeq(), e.GetIntentId(), e.GetTypeName(), time.Now()}
+			return nil
+		}, intentkit.OnRetry(func(error, time.Duration) { retries.Add(1) }))
+	}()
+	before, err := c.CreateDeposit(ctx, deposit(unique("before"), 10_00))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The last event before the outage: the deposit's intent.pending.
+	var last uint64
+	for deadline := time.After(15 * time.Second); last == 0; {
+		select {
+		case a := <-arrivals:
+			if a.intent == before.GetId() && a.typ == "intent.pending" {
+				last = a.seq
+			}
+		case <-deadline:
+			t.Fatal("no intent.pending before the outage")
+		}
+	}
+
+	s.kill()
+	time.Sleep(8 * time.Second)
+	s = startSandbox(t, dir, addr)
+	back := time.Now()
+	// Something new in the outbox at once, made through a client of its own.
+	if _, err := dial(t, s).CreateDeposit(context.Background(), deposit(unique("after"), 20_00)); err != nil {
+		t.Fatal(err)
+	}
+	bound := intentkit.ReconnectBound + time.Second
+	for {
+		select {
+		case a := <-arrivals:
+			if a.seq <= last {
+				continue
+			}
+			took := a.at.Sub(back)
+			t.Logf("recovery: the consumer's next event came %v after the server's return (8 s outage; bound %v + 1 s); Consume retried %d times",
+				took.Round(time.Millisecond), intentkit.ReconnectBound, retries.Load())
+			if took > bound {
+				t.Fatalf("recovered in %v, over %v", took, bound)
+			}
+			if n := retries.Load(); n > 3 {
+				t.Fatalf("Consume retried %d times over one outage: its backoff stacks on the channel's", n)
+			}
+			cancel()
+			if err := <-consumed; !errors.Is(err, context.Canceled) {
+				t.Fatalf("Consume: %v", err)
+			}
+			return
+		case err := <-consumed:
+			t.Fatalf("Consume ended: %v", err)
+		case <-time.After(bound + 5*time.Second):
+			t.Fatalf("no event %v after the server's return", bound+5*time.Second)
+		}
+	}
+}
+
 func TestVerificationReturnsTheVerifiedPayer(t *testing.T) {
 	c := dial(t, shared)
 	ctx := context.Background()
@@ -406,6 +488,10 @@ func TestSameKeyReplaysAndOtherParametersConflict(t *testing.T) {
 	}
 	if e.Reason != "IDEMPOTENCY_CONFLICT" || e.Code != codes.AlreadyExists || e.Retryable {
 		t.Fatalf("conflict: %+v", e)
+	}
+	// The typed error names the intent the key already made (ErrorInfo's intent_id).
+	if e.IntentID != first.GetId() {
+		t.Fatalf("conflict names intent %q, want %q (%v)", e.IntentID, first.GetId(), err)
 	}
 	if !errors.Is(err, intentkit.ErrIdempotencyConflict) || errors.Is(err, intentkit.ErrIntentNotFound) {
 		t.Fatalf("errors.Is does not match by reason: %v", err)

@@ -29,11 +29,14 @@ type Error struct {
 	Message string
 	// Retryable says whether the same call, unchanged (same idempotency key), may succeed.
 	Retryable bool
-	// IntentID names the intent a failed create still recorded; retrying with the same key
-	// finishes that intent rather than making another.
+	// IntentID names the intent the failure is about, from the ErrorInfo's intent_id: for a
+	// failed create, the intent it still recorded (retrying with the same key finishes that
+	// intent rather than making another); for IDEMPOTENCY_CONFLICT, the intent the key already
+	// made. Empty when the server named none.
 	IntentID string
 }
 
+// Error is Reason, Code and Message, and the intent when one is named.
 func (e *Error) Error() string {
 	s := fmt.Sprintf("intentkit: %s (%s): %s", e.Reason, e.Code, e.Message)
 	if e.IntentID != "" {

@@ -9,4 +9,8 @@ type (
 	CreateAccountVerificationRequest = v1.CreateAccountVerificationRequest
 	ListIntentsRequest               = v1.ListIntentsRequest
 	HandleWebhookRequest             = v1.HandleWebhookRequest
+	HandleWebhookResponse            = v1.HandleWebhookResponse
+	ListIntentsResponse              = v1.ListIntentsResponse
+	ListEventsRequest                = v1.ListEventsRequest
+	ListEventsResponse               = v1.ListEventsResponse
 )
