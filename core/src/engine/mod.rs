@@ -135,9 +135,6 @@ struct Inner {
     settings: EngineSettings,
     /// Bumped after every write this process makes, so that event streams wake at once.
     changed: tokio::sync::watch::Sender<()>,
-    /// When each intent's provider was last asked to confirm a claim (see
-    /// `claims::CLAIM_LOOKUP_GAP`).
-    claim_lookups: std::sync::Mutex<std::collections::HashMap<IntentId, std::time::Instant>>,
     /// This engine's name as a lease holder (maintenance jobs are claimed, not duplicated,
     /// when several instances share a store).
     instance: String,
@@ -179,7 +176,6 @@ impl Engine {
                 adapters,
                 settings,
                 changed,
-                claim_lookups: Default::default(),
                 instance: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
             }),
         })
