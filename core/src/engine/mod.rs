@@ -15,6 +15,7 @@
 //!
 //! Store calls are blocking; they run on tokio's blocking pool.
 
+mod budget;
 mod claims;
 mod create;
 mod deliver;
@@ -167,7 +168,24 @@ impl Engine {
             call_interval: std::time::Duration::from_millis(settings.reconcile_call_interval_ms),
             max_window_ms: settings.reconcile_max_window_ms,
         };
-        let adapters = registry::build(providers, sweep)?;
+        let store = ledger.store().clone();
+        let (calls, period) = (
+            settings.provider_call_budget,
+            settings.provider_call_period_ms,
+        );
+        let adapters = registry::build(providers, sweep, &|provider,
+                                                           account|
+         -> Arc<
+            dyn crate::provider::pace::CallBudget,
+        > {
+            Arc::new(budget::StoreBudget::new(
+                store.clone(),
+                provider,
+                account,
+                calls,
+                period,
+            ))
+        })?;
         let (changed, _) = tokio::sync::watch::channel(());
         Ok(Engine {
             inner: Arc::new(Inner {
