@@ -338,7 +338,11 @@ async fn a_flood_of_unsigned_callbacks_costs_bounded_disk_and_look_ups() {
     let before = w.decentro.api_calls();
     let report = w.engine.maintain().await;
     assert!(report.errors.is_empty(), "{report:?}");
-    assert_eq!(w.decentro.api_calls(), before, "no re-check within the second");
+    assert_eq!(
+        w.decentro.api_calls(),
+        before,
+        "no re-check within the second"
+    );
     w.clock.advance_millis(1_000);
     let report = w.engine.maintain().await;
     assert!(report.errors.is_empty(), "{report:?}");
