@@ -578,9 +578,8 @@ async fn three_instances_share_one_call_budget_and_creates_come_first() {
     }
     // A few open deposits, and around them a busy history at Pientegra: every sweep pass
     // lists 30 pages of it, far more than the budget allows in a second.
-    for n in 0..3 {
-        clients[n]
-            .create_deposit(deposit(&format!("open-{n}")))
+    for (n, c) in clients.iter_mut().enumerate() {
+        c.create_deposit(deposit(&format!("open-{n}")))
             .await
             .unwrap();
     }
