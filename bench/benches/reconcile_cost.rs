@@ -58,6 +58,8 @@ async fn measure(settled: usize) -> Pass {
     let ledger = Ledger::new(Arc::new(store), Arc::new(clock.clone()));
     let settings = EngineSettings {
         reconcile_call_interval_ms: 0,
+        // Calls are counted, not paced: no provider budget.
+        provider_call_budget: u32::MAX,
         ..EngineSettings::default()
     };
     let engine =

@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use intentkit_core::SystemClock;
 use intentkit_core::store::postgres::testing::TestDatabase;
+use intentkit_core::{Clock, SystemClock};
 use intentkit_proto::v1;
 use intentkit_proto::v1::intent_service_client::IntentServiceClient;
-use intentkit_sandbox::pientegra;
+use intentkit_sandbox::{decentro, pientegra};
 use tonic::transport::Channel;
 
 const TOKEN: &str = "two-instances-token";
@@ -46,6 +46,17 @@ struct Instance {
 
 impl Instance {
     fn new(dir: &std::path::Path, name: &str, database: &str, pientegra: &str) -> Self {
+        Self::with(dir, name, database, pientegra, "")
+    }
+
+    /// As [`Instance::new`], with more of the config file (other tables) after the rest.
+    fn with(
+        dir: &std::path::Path,
+        name: &str,
+        database: &str,
+        pientegra: &str,
+        more: &str,
+    ) -> Self {
         let (grpc, http) = (free_addr(), free_addr());
         let config = dir.join(format!("{name}.toml"));
         std::fs::write(
@@ -64,7 +75,7 @@ log_level = "warn"
 base_url = "{pientegra}"
 api_key = "pk_sandbox"
 webhook_secret = "whsec_c2FuZGJveA"
-"#
+{more}"#
             ),
         )
         .unwrap();
@@ -443,4 +454,206 @@ async fn settle_each_intent_once_through_a_crash(database: &str) {
     let keys: BTreeSet<&String> = ids.keys().collect();
     assert_eq!(keys.len(), 40);
     assert_eq!(sim.intent_count(), 40, "one provider intent per key");
+}
+
+/// The `[decentro.in-main]` table for a Decentro simulator at `base_url`.
+fn decentro_table(base_url: &str) -> String {
+    let c = decentro::Config::default();
+    format!(
+        "\n[decentro.in-main]\nbase_url = \"{base_url}\"\nclient_id = \"{}\"\nclient_secret = \"{}\"\n\
+         module_secret = \"{}\"\nprovider_secret = \"{}\"\n",
+        c.client_id, c.client_secret, c.module_secret, c.provider_secret
+    )
+}
+
+/// An unsigned Decentro callback saying the verification was paid, which Decentro never sent.
+fn forged_callback(txn_id: &str, reference: &str) -> String {
+    serde_json::json!({
+        "decentroTxnId": txn_id, "referenceId": reference, "transactionStatus": "SUCCESS",
+        "payerName": "Mallory", "payerAccountNumber": "XXXX0000", "payerIfsc": "EVIL0000001",
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forged_callbacks_through_two_instances_share_one_lookup_gap() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let pientegra = pientegra::Simulator::start(
+        Default::default(),
+        Arc::new(SystemClock),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let decentro = decentro::Simulator::start(
+        Default::default(),
+        Arc::new(SystemClock),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let more = decentro_table(decentro.base_url());
+    let instances = [
+        Instance::with(dir.path(), "a", db.url(), pientegra.base_url(), &more),
+        Instance::with(dir.path(), "b", db.url(), pientegra.base_url(), &more),
+    ];
+    let mut client = instances[0].client().await;
+    let _ = instances[1].client().await;
+    let v = client
+        .create_account_verification(v1::CreateAccountVerificationRequest {
+            idempotency_key: "v-flood".into(),
+            account: "in-main".into(),
+            reference: "kyc-1".into(),
+            user_id: "user-1".into(),
+            purpose_message: "Verify".into(),
+            generate_uri: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(v1::provider_ref::Ref::Decentro(r)) = v.provider_ref.and_then(|r| r.r#ref) else {
+        panic!("no Decentro reference");
+    };
+    let body = forged_callback(&r.txn_id, &v.provider_key);
+
+    // 100 forged callbacks for the verification in about 5 s, alternately to each instance.
+    let http = reqwest::Client::new();
+    let before = decentro.api_calls();
+    let started = Instant::now();
+    let mut answers: BTreeMap<u16, usize> = BTreeMap::new();
+    for n in 0..100 {
+        let at = &instances[n % 2];
+        let resp = http
+            .post(format!("http://{}/callbacks/decentro/in-main", at.http))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        *answers.entry(resp.status().as_u16()).or_default() += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed();
+    let looked = decentro.api_calls() - before;
+    let bound = elapsed.as_secs() + 1;
+    eprintln!(
+        "{looked} Decentro look-ups for 100 forged callbacks over two instances in {} ms \
+         (bound {bound})",
+        elapsed.as_millis()
+    );
+    assert_eq!(
+        answers,
+        [(503, 100)].into(),
+        "none applied, all to be sent again"
+    );
+    assert!(looked >= 1, "the provider was asked");
+    assert!(
+        looked <= bound,
+        "{looked} look-ups in {} ms: more than one a second for one verification",
+        elapsed.as_millis()
+    );
+    let it = client
+        .get_intent(v1::GetIntentRequest { id: v.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(it.status, v1::IntentStatus::Pending as i32, "not applied");
+    drop(instances);
+    drop(db);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_share_one_call_budget_and_creates_come_first() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(db) = TestDatabase::create() else {
+        return;
+    };
+    // Pientegra's limit, scaled down: 12 calls a second per key. Ours: 10 a second per account,
+    // for every instance together.
+    let limit = pientegra::RateLimit {
+        calls: 12,
+        period_ms: 1_000,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let sim = pientegra::Simulator::start(
+        pientegra::Config {
+            rate_limit: Some(limit),
+            ..Default::default()
+        },
+        Arc::new(SystemClock),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let engine = "\n[engine]\nprovider_call_budget = 10\nprovider_call_period_ms = 1000\n\
+                  reconcile_min_age_ms = 0\n";
+    let instances: Vec<Instance> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Instance::with(dir.path(), n, db.url(), sim.base_url(), engine))
+        .collect();
+    let mut clients = Vec::new();
+    for i in &instances {
+        clients.push(i.client().await);
+    }
+    // A few open deposits, and around them a busy history at Pientegra: every sweep pass
+    // lists 30 pages of it, far more than the budget allows in a second.
+    for (n, c) in clients.iter_mut().enumerate() {
+        c.create_deposit(deposit(&format!("open-{n}")))
+            .await
+            .unwrap();
+    }
+    let now = SystemClock.now();
+    sim.seed_approved(3_000, now.plus_millis(-50_000), now);
+    let sweeping = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // Creates through all three while the sweeps run: three a second for 12 s.
+    let mut refused = Vec::new();
+    for n in 0..36 {
+        let c = &mut clients[n % 3];
+        match c.create_deposit(deposit(&format!("busy-{n}"))).await {
+            Ok(r) if r.get_ref().status == v1::IntentStatus::Pending as i32 => {}
+            other => refused.push(format!("busy-{n}: {other:?}")),
+        }
+        tokio::time::sleep(Duration::from_millis(333)).await;
+    }
+    let calls = sim.call_log();
+    let lists = calls.iter().filter(|c| c.kind == "list_intents").count();
+    let creates = calls.iter().filter(|c| c.kind == "create").count();
+    let limited = calls.iter().filter(|c| c.rate_limited).count();
+    // The most calls in any one-second window, from the first to the last.
+    let period = Duration::from_millis(limit.period_ms);
+    let busiest = (0..calls.len())
+        .map(|i| {
+            calls[i..]
+                .iter()
+                .take_while(|c| c.at.duration_since(calls[i].at) < period)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    let span = calls.last().unwrap().at.duration_since(calls[0].at);
+    eprintln!(
+        "{} calls in {} ms ({creates} creates, {lists} sweep lists, {limited} refused by \
+         Pientegra); busiest second {busiest}; sweeps ran {} ms",
+        calls.len(),
+        span.as_millis(),
+        sweeping.elapsed().as_millis()
+    );
+    assert!(refused.is_empty(), "creates refused: {refused:?}");
+    assert_eq!(creates, 39, "every create reached Pientegra once");
+    assert!(lists >= 30, "the sweeps ran alongside ({lists} lists)");
+    assert_eq!(limited, 0, "Pientegra refused none of our calls");
+    assert!(
+        busiest <= limit.calls as usize,
+        "{busiest} calls in one second, past Pientegra's {}",
+        limit.calls
+    );
+    drop(instances);
+    drop(db);
 }

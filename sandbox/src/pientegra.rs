@@ -12,6 +12,9 @@
 //!   send chosen events in any order, repeated, or signed with the previous secret.
 //! - Control endpoints under `/_control` drive outcomes (approve, approve another amount,
 //!   reject, expire, late arrival), rotate the secret, and inject faults.
+//! - A rate limit per API key, off unless configured ([`Config::rate_limit`] or
+//!   `/_control/rate-limit`): past it, `429 rate_limited` with `Retry-After`. Every API call
+//!   is logged with its kind and (real) time, so tests count calls per window.
 //!
 //! Time comes from the injected [`Clock`], so tests move it instead of sleeping.
 //!
@@ -58,6 +61,28 @@ pub struct Config {
     pub account_holder: String,
     /// Shown on the hosted page.
     pub iban: String,
+    /// The most API calls one key may make in a sliding window; `None` for no limit.
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// At most `calls` API calls per key in any `period_ms` (a sliding window, in real time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// Calls allowed per window.
+    pub calls: u32,
+    /// The window, in milliseconds.
+    pub period_ms: u64,
+}
+
+/// One API call as the simulator saw it (for tests counting calls per window).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiCall {
+    /// When it arrived (real time).
+    pub at: std::time::Instant,
+    /// `create`, `read`, `list_intents`, `list_events` or `replay`.
+    pub kind: &'static str,
+    /// Whether it was answered `429 rate_limited`.
+    pub rate_limited: bool,
 }
 
 impl Default for Config {
@@ -69,6 +94,7 @@ impl Default for Config {
             ttl_ms: 30 * 60 * 1_000,
             account_holder: "Pientegra Sandbox A.S.".into(),
             iban: "TR33 0006 1005 1978 6457 8413 26".into(),
+            rate_limit: None,
         }
     }
 }
@@ -179,6 +205,10 @@ struct Inner {
     counter: u64,
     public_url: String,
     api_calls: u64,
+    /// Every API call that passed authentication, in order.
+    call_log: Vec<ApiCall>,
+    /// Per API key, when its calls inside the rate limit's window were taken.
+    windows: HashMap<String, std::collections::VecDeque<std::time::Instant>>,
 }
 
 /// A running simulator. Dropping it does not stop the server; call [`Simulator::shutdown`].
@@ -249,6 +279,8 @@ impl Simulator {
                 counter: 0,
                 public_url: root.clone(),
                 api_calls: 0,
+                call_log: Vec::new(),
+                windows: HashMap::new(),
             })),
             clock,
             http,
@@ -265,6 +297,7 @@ impl Simulator {
             .route("/d/{token}/confirm", post(confirm))
             .route("/_control/intents/{id}/{action}", post(control_intent))
             .route("/_control/faults", post(set_faults))
+            .route("/_control/rate-limit", post(set_rate_limit))
             .route("/_control/rotate-secret", post(rotate_secret))
             .route("/_control/webhook-url", post(set_webhook_url))
             .route("/_control/deliveries/hold", post(hold))
@@ -324,6 +357,11 @@ impl Simulator {
     /// How many API calls arrived (for tests: retries are visible here).
     pub fn api_calls(&self) -> u64 {
         self.lock().api_calls
+    }
+
+    /// Every authenticated API call so far, in order of arrival (for tests).
+    pub fn call_log(&self) -> Vec<ApiCall> {
+        self.lock().call_log.clone()
     }
 
     /// Every intent id Pientegra holds, oldest first (for tests).
@@ -472,7 +510,34 @@ fn authorized(inner: &Inner, headers: &HeaderMap) -> bool {
 }
 
 /// The common front of every API call: faults, then auth.
-async fn gate(sim: &Simulator, headers: &HeaderMap) -> Result<(), Response> {
+/// Counts a call against its key's rate limit: `Err(retry after, seconds)` past it.
+fn within_rate_limit(inner: &mut Inner, headers: &HeaderMap) -> Result<(), u64> {
+    let Some(limit) = inner.config.rate_limit else {
+        return Ok(());
+    };
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let now = std::time::Instant::now();
+    let period = Duration::from_millis(limit.period_ms);
+    let taken = inner.windows.entry(key).or_default();
+    while taken
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= period)
+    {
+        taken.pop_front();
+    }
+    if taken.len() >= usize::try_from(limit.calls).unwrap_or(usize::MAX) {
+        let free_at = taken.front().map_or(now, |t| *t + period);
+        return Err(free_at.duration_since(now).as_secs().max(1));
+    }
+    taken.push_back(now);
+    Ok(())
+}
+
+async fn gate(sim: &Simulator, headers: &HeaderMap, kind: &'static str) -> Result<(), Response> {
     let faults = {
         let mut inner = sim.lock();
         inner.api_calls += 1;
@@ -502,6 +567,21 @@ async fn gate(sim: &Simulator, headers: &HeaderMap) -> Result<(), Response> {
             "invalid_api_key",
             "missing or invalid API key",
         ));
+    }
+    let limited = within_rate_limit(&mut inner, headers);
+    inner.call_log.push(ApiCall {
+        at: std::time::Instant::now(),
+        kind,
+        rate_limited: limited.is_err(),
+    });
+    if let Err(secs) = limited {
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "rate limit exceeded for this API key",
+        );
+        r.headers_mut().insert(header::RETRY_AFTER, secs.into());
+        return Err(r);
     }
     Ok(())
 }
@@ -565,7 +645,7 @@ fn token_for(inner: &Inner, id: &str, expires_at: Timestamp) -> String {
 }
 
 async fn create(State(sim): Shared, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = gate(&sim, &headers).await {
+    if let Err(r) = gate(&sim, &headers, "create").await {
         return r;
     }
     let Some(key) = headers
@@ -751,7 +831,7 @@ fn finish_claim(inner: &mut Inner, key: &str, hash: &str, at: Timestamp) -> Opti
 }
 
 async fn read_one(State(sim): Shared, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = gate(&sim, &headers).await {
+    if let Err(r) = gate(&sim, &headers, "read").await {
         return r;
     }
     let inner = sim.lock();
@@ -837,7 +917,7 @@ fn parse_list<T: for<'de> Deserialize<'de>>(s: &Option<String>) -> Result<Vec<T>
 }
 
 async fn list_intents(State(sim): Shared, headers: HeaderMap, Query(w): Query<Window>) -> Response {
-    if let Err(r) = gate(&sim, &headers).await {
+    if let Err(r) = gate(&sim, &headers, "list_intents").await {
         return r;
     }
     let b = match bounds(&w) {
@@ -862,7 +942,7 @@ async fn list_intents(State(sim): Shared, headers: HeaderMap, Query(w): Query<Wi
 }
 
 async fn list_events(State(sim): Shared, headers: HeaderMap, Query(w): Query<Window>) -> Response {
-    if let Err(r) = gate(&sim, &headers).await {
+    if let Err(r) = gate(&sim, &headers, "list_events").await {
         return r;
     }
     let b = match bounds(&w) {
@@ -895,7 +975,7 @@ async fn list_events(State(sim): Shared, headers: HeaderMap, Query(w): Query<Win
 }
 
 async fn replay(State(sim): Shared, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = gate(&sim, &headers).await {
+    if let Err(r) = gate(&sim, &headers, "replay").await {
         return r;
     }
     let (url, body, secret) = {
@@ -1079,6 +1159,16 @@ async fn control_intent(
 
 async fn set_faults(State(sim): Shared, axum::Json(f): axum::Json<Faults>) -> Response {
     sim.lock().faults = f;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn set_rate_limit(
+    State(sim): Shared,
+    axum::Json(limit): axum::Json<Option<RateLimit>>,
+) -> Response {
+    let mut inner = sim.lock();
+    inner.config.rate_limit = limit;
+    inner.windows.clear();
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -32,23 +32,20 @@ pub(super) enum Confirmation {
 
 impl Engine {
     /// Whether a claim look-up for `intent` may go to the provider now: at most one per
-    /// [`CLAIM_LOOKUP_GAP`] per intent. Remembers this one.
-    pub(super) fn may_look_up(&self, intent: IntentId) -> bool {
-        let now = std::time::Instant::now();
-        let mut last = self
-            .inner
-            .claim_lookups
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if last.len() > 4_096 {
-            last.retain(|_, t| now.duration_since(*t) < CLAIM_LOOKUP_GAP);
-        }
-        match last.get(&intent) {
-            Some(t) if now.duration_since(*t) < CLAIM_LOOKUP_GAP => false,
-            _ => {
-                last.insert(intent, now);
-                true
-            }
+    /// [`CLAIM_LOOKUP_GAP`] per intent, counted in the store, so that every instance and every
+    /// C ABI handle on it shares the one gap (a slot taken is this look-up's). `Err` (why)
+    /// when the store could not say: then no look-up goes out (a flood must not get through a
+    /// failing store), and the claim is kept and answered as one to send again.
+    pub(super) async fn may_look_up(&self, intent: IntentId) -> Result<bool, String> {
+        let key = format!("lookup:{intent}");
+        let now = self.inner.clock.now();
+        let gap = i64::try_from(CLAIM_LOOKUP_GAP.as_millis()).unwrap_or(i64::MAX);
+        match self
+            .blocking(move |l| Ok(l.store().take_slot(&key, now, gap, 0)?))
+            .await
+        {
+            Ok(taken) => Ok(taken.is_ok()),
+            Err(e) => Err(format!("taking the look-up slot failed: {e}")),
         }
     }
 
@@ -166,15 +163,19 @@ impl Engine {
                         .provider_ref
                         .clone()
                         .or_else(|| intent.provider_ref.clone());
-                    // Not throttled like deliveries: maintenance asks once per intent per pass.
                     match claimed {
                         // A claim without a reference cannot be asked about.
                         None => true,
-                        Some(claimed) => matches!(
-                            self.confirm_claim(adapter, intent, &claimed, &first.event)
-                                .await?,
-                            Confirmation::Settled(_) | Confirmation::Denied
-                        ),
+                        // Within the gap deliveries keep (a delivery, or another instance's
+                        // pass, asked a moment ago): kept for the next pass.
+                        Some(claimed) => {
+                            self.may_look_up(intent.id).await == Ok(true)
+                                && matches!(
+                                    self.confirm_claim(adapter, intent, &claimed, &first.event)
+                                        .await?,
+                                    Confirmation::Settled(_) | Confirmation::Denied
+                                )
+                        }
                     }
                 };
             if settled {

@@ -229,13 +229,15 @@ impl Engine {
             // It could neither move the intent nor contradict it: no need to ask the provider.
             return Ok(Verdict::done(WebhookOutcome::Duplicate));
         }
-        let confirmation = if self.may_look_up(intent.id) {
-            self.confirm_claim(adapter, &intent, &inbound.reference, &inbound.event)
-                .await?
-        } else {
-            // The provider was asked about this intent a moment ago: a flood of claims costs
-            // one look-up per interval, not one each.
-            Confirmation::NotYet
+        let confirmation = match self.may_look_up(intent.id).await {
+            Ok(true) => {
+                self.confirm_claim(adapter, &intent, &inbound.reference, &inbound.event)
+                    .await?
+            }
+            // The provider was asked about this intent a moment ago (by any instance): a flood
+            // of claims costs one look-up per interval, not one each.
+            Ok(false) => Confirmation::NotYet,
+            Err(why) => Confirmation::Failed(why),
         };
         Ok(match confirmation {
             Confirmation::Settled(outcome) => Verdict::done(outcome),

@@ -277,6 +277,20 @@ impl Engine {
             Ok(n) => report.parked_pruned = n,
             Err(e) => report.errors.push(format!("pruning parked signals: {e}")),
         }
+        // Rate slots whose time passed are free anyway; a minute's margin for the clocks of
+        // instances (the look-up gaps follow the engine's clock, the call budgets real time).
+        let now = self
+            .inner
+            .clock
+            .now()
+            .min(crate::clock::Clock::now(&crate::clock::SystemClock));
+        let free_before = now.plus_millis(-60_000);
+        if let Err(e) = self
+            .blocking(move |l| Ok(l.store().prune_slots(free_before)?))
+            .await
+        {
+            report.errors.push(format!("pruning rate slots: {e}"));
+        }
         for provider in Provider::ALL {
             let deadline =
                 Instant::now() + Duration::from_millis(self.inner.settings.job_budget_ms);

@@ -15,6 +15,7 @@
 //!
 //! Store calls are blocking; they run on tokio's blocking pool.
 
+mod budget;
 mod claims;
 mod create;
 mod deliver;
@@ -135,9 +136,6 @@ struct Inner {
     settings: EngineSettings,
     /// Bumped after every write this process makes, so that event streams wake at once.
     changed: tokio::sync::watch::Sender<()>,
-    /// When each intent's provider was last asked to confirm a claim (see
-    /// `claims::CLAIM_LOOKUP_GAP`).
-    claim_lookups: std::sync::Mutex<std::collections::HashMap<IntentId, std::time::Instant>>,
     /// This engine's name as a lease holder (maintenance jobs are claimed, not duplicated,
     /// when several instances share a store).
     instance: String,
@@ -170,7 +168,24 @@ impl Engine {
             call_interval: std::time::Duration::from_millis(settings.reconcile_call_interval_ms),
             max_window_ms: settings.reconcile_max_window_ms,
         };
-        let adapters = registry::build(providers, sweep)?;
+        let store = ledger.store().clone();
+        let (calls, period) = (
+            settings.provider_call_budget,
+            settings.provider_call_period_ms,
+        );
+        let adapters = registry::build(providers, sweep, &|provider,
+                                                           account|
+         -> Arc<
+            dyn crate::provider::pace::CallBudget,
+        > {
+            Arc::new(budget::StoreBudget::new(
+                store.clone(),
+                provider,
+                account,
+                calls,
+                period,
+            ))
+        })?;
         let (changed, _) = tokio::sync::watch::channel(());
         Ok(Engine {
             inner: Arc::new(Inner {
@@ -179,7 +194,6 @@ impl Engine {
                 adapters,
                 settings,
                 changed,
-                claim_lookups: Default::default(),
                 instance: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
             }),
         })

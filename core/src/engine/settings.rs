@@ -8,8 +8,14 @@ pub struct EngineSettings {
     pub recover_after_ms: i64,
     /// How many intents (or parked signals) one sweep handles.
     pub sweep_batch: usize,
-    /// The least time between two reconciliation calls to one provider account (Pientegra
-    /// allows 60 requests a minute per key).
+    /// How many calls one provider account may get per `provider_call_period_ms`, from every
+    /// instance and handle on the store together (Pientegra allows 60 requests a minute per
+    /// key). Creates come first; sweeps wait for what they leave.
+    pub provider_call_budget: u32,
+    /// The period `provider_call_budget` counts over.
+    pub provider_call_period_ms: u64,
+    /// The least time between two reconciliation calls of one process to one provider
+    /// account, on top of the shared budget (0: the budget alone paces them).
     pub reconcile_call_interval_ms: u64,
     /// How far back a reconciliation sweep looks, at most.
     pub reconcile_max_window_ms: i64,
@@ -39,7 +45,9 @@ impl Default for EngineSettings {
         EngineSettings {
             recover_after_ms: 30_000,
             sweep_batch: 200,
-            reconcile_call_interval_ms: 1_000,
+            provider_call_budget: 50,
+            provider_call_period_ms: 60_000,
+            reconcile_call_interval_ms: 0,
             reconcile_max_window_ms: crate::lifecycle::RECONCILE_HORIZON_MS,
             reconcile_min_age_ms: 5 * 60_000,
             reconcile_open_limit: 10_000,
@@ -58,6 +66,8 @@ impl Default for EngineSettings {
 struct RawEngine {
     recover_after_ms: Option<u64>,
     sweep_batch: Option<usize>,
+    provider_call_budget: Option<u32>,
+    provider_call_period_ms: Option<u64>,
     reconcile_call_interval_ms: Option<u64>,
     reconcile_max_window_ms: Option<u64>,
     reconcile_min_age_ms: Option<u64>,
@@ -80,6 +90,8 @@ impl EngineSettings {
     pub const KEYS: &'static [&'static str] = &[
         "recover_after_ms",
         "sweep_batch",
+        "provider_call_budget",
+        "provider_call_period_ms",
         "reconcile_call_interval_ms",
         "reconcile_max_window_ms",
         "reconcile_min_age_ms",
@@ -116,6 +128,16 @@ impl EngineSettings {
         Ok(EngineSettings {
             recover_after_ms: ms(r.recover_after_ms, "recover_after_ms", d.recover_after_ms)?,
             sweep_batch: at_least_one(r.sweep_batch, "sweep_batch", d.sweep_batch)?,
+            provider_call_budget: match r.provider_call_budget {
+                Some(0) => return Err(setting("provider_call_budget", "must be at least 1")),
+                Some(n) => n,
+                None => d.provider_call_budget,
+            },
+            provider_call_period_ms: match r.provider_call_period_ms {
+                Some(0) => return Err(setting("provider_call_period_ms", "must be at least 1")),
+                Some(n) => n,
+                None => d.provider_call_period_ms,
+            },
             reconcile_call_interval_ms: r
                 .reconcile_call_interval_ms
                 .unwrap_or(d.reconcile_call_interval_ms),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::config::ProvidersConfig;
 use super::decentro::adapter::DecentroAdapter;
+use super::pace::CallBudget;
 use super::pientegra::adapter::PientegraAdapter;
 use super::{Adapter, ProviderError, SweepSettings};
 use crate::types::{AccountName, Provider};
@@ -14,11 +15,17 @@ use crate::types::{AccountName, Provider};
 /// Adapters by provider and account.
 pub type Adapters = HashMap<(Provider, AccountName), Arc<dyn Adapter>>;
 
-/// One adapter per configured account.
-pub fn build(config: &ProvidersConfig, sweep: SweepSettings) -> Result<Adapters, ProviderError> {
+/// One adapter per configured account; `budget` gives each account that has a provider rate
+/// limit to keep its call budget (the engine's, shared through the store).
+pub fn build(
+    config: &ProvidersConfig,
+    sweep: SweepSettings,
+    budget: &dyn Fn(Provider, &AccountName) -> Arc<dyn CallBudget>,
+) -> Result<Adapters, ProviderError> {
     let mut adapters: Adapters = HashMap::new();
     for (name, account) in &config.pientegra {
-        let adapter = PientegraAdapter::new(account.clone(), sweep)?;
+        let adapter = PientegraAdapter::new(account.clone(), sweep)?
+            .with_budget(budget(Provider::Pientegra, name));
         adapters.insert((Provider::Pientegra, name.clone()), Arc::new(adapter));
     }
     for (name, account) in &config.decentro {

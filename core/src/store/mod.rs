@@ -409,4 +409,23 @@ pub trait Store: Send + Sync + 'static {
         value: &str,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+
+    /// Takes one slot of the rate named `key` at `now`, if it is free: a GCRA rate whose
+    /// "theoretical arrival time" (TAT) is kept per key. With `tat = max(stored, now)`, the
+    /// slot is free when `tat - now <= tolerance_ms`, and taking it stores `tat +
+    /// interval_ms`. So with no tolerance, takers are spaced at least `interval_ms` apart;
+    /// with a tolerance, they may run that far ahead of the rate, and push later takers back.
+    /// `Err(wait_ms)` when it is not free: how long until it is. Must be one conditional write,
+    /// so that every process and instance sharing the store takes turns on the one row.
+    fn take_slot(
+        &self,
+        key: &str,
+        now: Timestamp,
+        interval_ms: i64,
+        tolerance_ms: i64,
+    ) -> Result<Result<(), i64>, StoreError>;
+
+    /// Forgets rate slots whose time passed before `free_before` (taking them again would start
+    /// afresh anyway); returns how many.
+    fn prune_slots(&self, free_before: Timestamp) -> Result<usize, StoreError>;
 }

@@ -59,7 +59,10 @@ pub use pool::PoolMode;
 use pool::{Param, Pooled, Run, params};
 
 /// Schema migrations, in order. A released migration is never edited; changes come as new ones.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("postgres/0001_init.sql")),
+    (2, include_str!("postgres/0002_rate_slots.sql")),
+];
 
 /// The key of the transaction-scoped advisory lock migrations run under.
 const MIGRATION_LOCK: i64 = 0x696e_7465_6e74_6b69; // "intentki"
@@ -921,5 +924,43 @@ impl Store for PostgresStore {
             ],
         )?;
         Ok(())
+    }
+
+    // ---- Rate slots (schema v2): shared rates, one conditional statement each. ----
+
+    fn take_slot(
+        &self,
+        key: &str,
+        now: Timestamp,
+        interval_ms: i64,
+        tolerance_ms: i64,
+    ) -> Result<Result<(), i64>, StoreError> {
+        // As SQLite's (`store/sqlite.rs`, `SLOT_SQL`): one statement, so instances taking the
+        // same slot at once serialize on its row and each sees the other's move.
+        let now = now.unix_millis();
+        let taken = self.query(
+            "INSERT INTO rate_slots (key, tat) VALUES ($1, $2::BIGINT + $3::BIGINT)
+             ON CONFLICT (key) DO UPDATE
+                 SET tat = GREATEST(rate_slots.tat, $2::BIGINT) + $3::BIGINT
+             WHERE GREATEST(rate_slots.tat, $2::BIGINT) - $2::BIGINT <= $4::BIGINT
+             RETURNING tat",
+            &[&key, &now, &interval_ms, &tolerance_ms],
+        )?;
+        if !taken.is_empty() {
+            return Ok(Ok(()));
+        }
+        let tat: i64 = self
+            .query("SELECT tat FROM rate_slots WHERE key = $1", &[&key])?
+            .first()
+            .map_or(now, |r| r.get(0));
+        Ok(Err((tat - now - tolerance_ms).max(1)))
+    }
+
+    fn prune_slots(&self, free_before: Timestamp) -> Result<usize, StoreError> {
+        let n = self.execute(
+            "DELETE FROM rate_slots WHERE tat < $1",
+            &[&free_before.unix_millis()],
+        )?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 }

@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("sqlite/0003_trust.sql")),
     (4, include_str!("sqlite/0004_reconcile.sql")),
     (5, include_str!("sqlite/0005_leases.sql")),
+    (6, include_str!("sqlite/0006_rate_slots.sql")),
 ];
 
 /// Tuning for [`SqliteStore`].
@@ -241,6 +242,15 @@ const LEASE_SQL: &str =
          expires_at = excluded.expires_at
      WHERE leases.holder = excluded.holder OR leases.expires_at <= ?3
      RETURNING fence";
+
+/// Takes a rate slot (`?1` key, `?2` now, `?3` interval, `?4` tolerance): the stored time
+/// (or now, if later) must be within the tolerance of now, and moves on by the interval.
+/// Returns no row when the slot is not free yet. The same text runs on PostgreSQL with `$n`
+/// parameters and `GREATEST`.
+const SLOT_SQL: &str = "INSERT INTO rate_slots (key, tat) VALUES (?1, ?2 + ?3)
+     ON CONFLICT (key) DO UPDATE SET tat = MAX(rate_slots.tat, ?2) + ?3
+     WHERE MAX(rate_slots.tat, ?2) - ?2 <= ?4
+     RETURNING tat";
 
 fn insert_history(tx: &Connection, id: IntentId, t: &Transition) -> Result<(), StoreError> {
     tx.prepare_cached(
@@ -780,6 +790,36 @@ impl Store for SqliteStore {
         )?
         .execute(params![name, holder, to_i64(fence)?])?;
         Ok(())
+    }
+
+    fn take_slot(
+        &self,
+        key: &str,
+        now: Timestamp,
+        interval_ms: i64,
+        tolerance_ms: i64,
+    ) -> Result<Result<(), i64>, StoreError> {
+        let conn = self.writer();
+        let now = now.unix_millis();
+        // One statement under the file's write lock: processes sharing the file take turns.
+        let taken: Option<i64> = conn
+            .prepare_cached(SLOT_SQL)?
+            .query_row(params![key, now, interval_ms, tolerance_ms], |r| r.get(0))
+            .optional()?;
+        if taken.is_some() {
+            return Ok(Ok(()));
+        }
+        let tat: i64 = conn
+            .prepare_cached("SELECT tat FROM rate_slots WHERE key = ?1")?
+            .query_row(params![key], |r| r.get(0))?;
+        Ok(Err((tat - now - tolerance_ms).max(1)))
+    }
+
+    fn prune_slots(&self, free_before: Timestamp) -> Result<usize, StoreError> {
+        let conn = self.writer();
+        Ok(conn
+            .prepare_cached("DELETE FROM rate_slots WHERE tat < ?1")?
+            .execute(params![free_before.unix_millis()])?)
     }
 
     fn set_sweep_cursor(

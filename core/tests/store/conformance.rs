@@ -756,3 +756,70 @@ pub(crate) fn a_lease_has_one_holder_and_its_fence_moves_when_it_changes_hands(d
         .collect();
     assert_eq!(winners, vec![1]);
 }
+
+pub(crate) fn a_rate_slot_is_refused_within_its_interval_and_free_after(db: &Db) {
+    let (ledger, _) = db.open();
+    let store = ledger.store();
+    let t = |ms: i64| T0.plus_millis(ms);
+    let key = "lookup:one";
+    assert_eq!(store.take_slot(key, t(0), 1_000, 0).unwrap(), Ok(()));
+    // Within the interval: refused, with the time left, and nothing moved.
+    assert_eq!(store.take_slot(key, t(1), 1_000, 0).unwrap(), Err(999));
+    assert_eq!(store.take_slot(key, t(600), 1_000, 0).unwrap(), Err(400));
+    assert_eq!(store.take_slot(key, t(999), 1_000, 0).unwrap(), Err(1));
+    // After it: free again, and the next interval runs from there.
+    assert_eq!(store.take_slot(key, t(1_000), 1_000, 0).unwrap(), Ok(()));
+    assert_eq!(store.take_slot(key, t(1_500), 1_000, 0).unwrap(), Err(500));
+    // A long pause builds up no credit: one slot, then the interval again.
+    assert_eq!(store.take_slot(key, t(60_000), 1_000, 0).unwrap(), Ok(()));
+    assert_eq!(store.take_slot(key, t(60_001), 1_000, 0).unwrap(), Err(999));
+    // Other keys are other rates.
+    assert_eq!(
+        store.take_slot("lookup:two", t(60_001), 1_000, 0).unwrap(),
+        Ok(())
+    );
+    // Pruning forgets only slots already free.
+    assert_eq!(store.prune_slots(t(61_000)).unwrap(), 0);
+    assert_eq!(store.prune_slots(t(61_002)).unwrap(), 2);
+    assert_eq!(store.take_slot(key, t(61_002), 1_000, 0).unwrap(), Ok(()));
+}
+
+pub(crate) fn a_rate_slot_with_tolerance_runs_ahead_and_pushes_later_takers_back(db: &Db) {
+    let (ledger, _) = db.open();
+    let store = ledger.store();
+    let t = |ms: i64| T0.plus_millis(ms);
+    let key = "calls:pientegra:tr-main";
+    // Three takers with a tolerance (creates) at once: all served, each a slot further ahead.
+    for _ in 0..3 {
+        assert_eq!(store.take_slot(key, t(0), 100, 10_000).unwrap(), Ok(()));
+    }
+    // A taker without tolerance (a sweep) waits until the rate has caught up with them.
+    assert_eq!(store.take_slot(key, t(0), 100, 0).unwrap(), Err(300));
+    assert_eq!(store.take_slot(key, t(300), 100, 0).unwrap(), Ok(()));
+    // The tolerance bounds how far ahead they may run.
+    assert_eq!(store.take_slot(key, t(400), 100, 150).unwrap(), Ok(()));
+    assert_eq!(store.take_slot(key, t(400), 100, 150).unwrap(), Ok(()));
+    assert_eq!(store.take_slot(key, t(400), 100, 150).unwrap(), Err(50));
+}
+
+pub(crate) fn concurrent_takers_of_one_free_rate_slot_get_it_once(db: &Db) {
+    // Eight takers at once, over stores of their own (as instances or handles would be):
+    // exactly one gets the slot.
+    let stores: Vec<_> = (0..8).map(|_| db.open_store().as_store()).collect();
+    let barrier = Arc::new(Barrier::new(stores.len()));
+    let winners = stores
+        .into_iter()
+        .map(|store| {
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                store.take_slot("race", T0, 1_000, 0).unwrap().is_ok()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|won| *won)
+        .count();
+    assert_eq!(winners, 1);
+}

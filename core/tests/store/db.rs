@@ -122,9 +122,9 @@ impl Db {
     /// The schema version this build migrates to.
     pub(crate) fn latest_schema(&self) -> i64 {
         match self {
-            Db::Sqlite(..) => 5,
+            Db::Sqlite(..) => 6,
             #[cfg(feature = "postgres")]
-            Db::Postgres(..) => 1,
+            Db::Postgres(..) => 2,
         }
     }
 

@@ -256,6 +256,9 @@ backends! {
     crate::conformance::a_provider_event_id_is_deduplicated_per_intent => a_provider_event_id_is_deduplicated_per_intent,
     crate::conformance::a_sweep_covers_what_the_provider_has_not_answered_for_good_and_nothing_else => a_sweep_covers_what_the_provider_has_not_answered_for_good_and_nothing_else,
     crate::conformance::a_lease_has_one_holder_and_its_fence_moves_when_it_changes_hands => a_lease_has_one_holder_and_its_fence_moves_when_it_changes_hands,
+    crate::conformance::a_rate_slot_is_refused_within_its_interval_and_free_after => a_rate_slot_is_refused_within_its_interval_and_free_after,
+    crate::conformance::a_rate_slot_with_tolerance_runs_ahead_and_pushes_later_takers_back => a_rate_slot_with_tolerance_runs_ahead_and_pushes_later_takers_back,
+    crate::conformance::concurrent_takers_of_one_free_rate_slot_get_it_once => concurrent_takers_of_one_free_rate_slot_get_it_once,
     crate::random_deliveries_keep_the_invariants => random_deliveries_keep_the_invariants,
 }
 
@@ -328,7 +331,7 @@ fn a_version_2_database_keeps_its_parked_events_as_claims_of_unknown_account() {
         .unwrap();
     }
     let store = SqliteStore::open(&path, SqliteConfig::default()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 5);
+    assert_eq!(store.schema_version().unwrap(), 6);
     let ledger = Ledger::new(Arc::new(store), Arc::new(ManualClock::new(T0)));
     let rows = ledger
         .parked_after(Provider::Pientegra, None, 0, 10)

@@ -118,7 +118,8 @@ async fn a_forged_callback_does_not_use_up_the_genuine_one() {
         json!({"payerName": "A Kumar"}),
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    // A second later (on the engine's clock, which keeps the look-up gap).
+    w.clock.advance_millis(1_100);
     let report = w.engine.maintain().await;
     assert!(report.errors.is_empty(), "{report:?}");
     assert!(w.settles(i.id, IntentStatus::Approved).await);
@@ -240,6 +241,8 @@ async fn a_callback_naming_someone_elses_paid_transaction_settles_nothing() {
             .await;
         assert_eq!(d.status, 503, "{d:?}");
     }
+    // The next pass, a second later: the look-up gap holds for maintenance too.
+    w.clock.advance_millis(1_000);
     let report = w.engine.maintain().await;
     assert!(report.errors.is_empty(), "{report:?}");
     let parked = report
@@ -331,7 +334,16 @@ async fn a_flood_of_unsigned_callbacks_costs_bounded_disk_and_look_ups() {
     assert_eq!(answers, [(("unconfirmed", 503), 60)].into());
     let looked = w.decentro.api_calls() - calls;
     assert!((1..=3).contains(&looked), "{looked} look-ups for 60 claims");
+    // Within the second, maintenance asks nothing either; the next pass asks once.
     let before = w.decentro.api_calls();
+    let report = w.engine.maintain().await;
+    assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(
+        w.decentro.api_calls(),
+        before,
+        "no re-check within the second"
+    );
+    w.clock.advance_millis(1_000);
     let report = w.engine.maintain().await;
     assert!(report.errors.is_empty(), "{report:?}");
     assert_eq!(
@@ -339,13 +351,14 @@ async fn a_flood_of_unsigned_callbacks_costs_bounded_disk_and_look_ups() {
         1,
         "one re-check for the one verification the flood named"
     );
-    // The payer really pays; Decentro's callback, or the next re-check, settles it with the
-    // real payer.
+    // The payer really pays; Decentro's callback, or the next re-check (a second later),
+    // settles it with the real payer.
     w.control_d(
         &format!("transactions/{}/pay", txn(&i)),
         json!({"payerName": "A Kumar"}),
     )
     .await;
+    w.clock.advance_millis(1_000);
     let report = w.engine.maintain().await;
     assert!(report.errors.is_empty(), "{report:?}");
     assert!(w.settles(i.id, IntentStatus::Approved).await);

@@ -48,6 +48,7 @@ pub(crate) async fn world_with(
     let mut settings = EngineSettings {
         // The simulator has no rate limit; tests need not wait a second between sweep calls.
         reconcile_call_interval_ms: 5,
+        provider_call_budget: u32::MAX,
         ..EngineSettings::default()
     };
     tune(&mut settings, &mut pacc);

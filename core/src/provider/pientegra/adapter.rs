@@ -11,7 +11,7 @@ use super::{SIGNATURE_HEADER, Status, create_body, parse_webhook};
 use crate::intent::{Intent, IntentRequest, ProviderRef};
 use crate::lifecycle::{Cause, IntentEvent, Signal};
 use crate::provider::config::PientegraAccount;
-use crate::provider::pace::Pacer;
+use crate::provider::pace::{CallBudget, CallKind, Pacer};
 use crate::provider::{
     Adapter, BoxFuture, Created, Inbound, Lookup, ProviderError, ReconcileSink, Recovery,
     SweepError, SweepSettings, SweepStats, WebhookError,
@@ -46,18 +46,48 @@ const FIND_WINDOW_MS: i64 = 10 * 60_000;
 #[derive(Debug)]
 pub struct PientegraAdapter {
     client: PientegraClient,
+    /// This process's floor between its own sweep calls.
     pacer: Pacer,
+    /// The account's call budget, shared with every instance (see `provider::pace`).
+    budget: Option<std::sync::Arc<dyn CallBudget>>,
     sweep: SweepSettings,
 }
 
 impl PientegraAdapter {
-    /// The adapter for `account`.
+    /// The adapter for `account`. Until [`PientegraAdapter::with_budget`], its calls are
+    /// paced in this process only.
     pub fn new(account: PientegraAccount, sweep: SweepSettings) -> Result<Self, ProviderError> {
         Ok(PientegraAdapter {
             client: PientegraClient::new(account)?,
             pacer: Pacer::new(sweep.call_interval),
+            budget: None,
             sweep,
         })
+    }
+
+    /// The same adapter, asking `budget` before every call to Pientegra.
+    pub fn with_budget(mut self, budget: std::sync::Arc<dyn CallBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Waits for a call's turn: this process's floor for sweeps, then the account's budget.
+    async fn turn(&self, kind: CallKind) {
+        if kind == CallKind::Sweep {
+            self.pacer.wait().await;
+        }
+        if let Some(b) = &self.budget {
+            b.take(kind).await;
+        }
+    }
+
+    /// A call a caller waits for: it goes at once, its budget taken alongside.
+    async fn foreground<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        let ((), answer) = tokio::join!(self.turn(CallKind::Foreground), call);
+        answer
     }
 
     async fn paced<T>(
@@ -65,7 +95,7 @@ impl PientegraAdapter {
         stats: &mut SweepStats,
         call: impl std::future::Future<Output = Result<T, ProviderError>>,
     ) -> Result<T, ProviderError> {
-        self.pacer.wait().await;
+        self.turn(CallKind::Sweep).await;
         stats.calls += 1;
         call.await
     }
@@ -309,8 +339,7 @@ impl Adapter for PientegraAdapter {
         _now: Timestamp,
     ) -> BoxFuture<'a, Result<Created, ProviderError>> {
         Box::pin(async move {
-            self.client
-                .create_deposit(intent)
+            self.foreground(self.client.create_deposit(intent))
                 .await
                 .map(Created::Issued)
         })
@@ -347,7 +376,7 @@ impl Adapter for PientegraAdapter {
                     limit: Some(PAGE),
                     ..Default::default()
                 };
-                self.pacer.wait().await;
+                self.turn(CallKind::Sweep).await;
                 let page = self.client.list_intents(&q).await?;
                 if let Some(item) = page
                     .data
@@ -388,7 +417,7 @@ impl Adapter for PientegraAdapter {
             else {
                 return Ok(Lookup::Open);
             };
-            let item = self.client.get_intent(intent_id).await?;
+            let item = self.foreground(self.client.get_intent(intent_id)).await?;
             if item.intent_id != *intent_id {
                 return Ok(Lookup::Mismatch(
                     "Pientegra answered for another intentId".to_string(),
