@@ -944,13 +944,13 @@ impl Store for PostgresStore {
                  SET tat = GREATEST(rate_slots.tat, $2::BIGINT) + $3::BIGINT
              WHERE GREATEST(rate_slots.tat, $2::BIGINT) - $2::BIGINT <= $4::BIGINT
              RETURNING tat",
-            &[&key, &now, &interval_ms, &tolerance_ms],
+            params![&key, &now, &interval_ms, &tolerance_ms],
         )?;
         if !taken.is_empty() {
             return Ok(Ok(()));
         }
         let tat: i64 = self
-            .query("SELECT tat FROM rate_slots WHERE key = $1", &[&key])?
+            .query("SELECT tat FROM rate_slots WHERE key = $1", params![&key])?
             .first()
             .map_or(now, |r| r.get(0));
         Ok(Err((tat - now - tolerance_ms).max(1)))
@@ -959,7 +959,7 @@ impl Store for PostgresStore {
     fn prune_slots(&self, free_before: Timestamp) -> Result<usize, StoreError> {
         let n = self.execute(
             "DELETE FROM rate_slots WHERE tat < $1",
-            &[&free_before.unix_millis()],
+            params![&free_before.unix_millis()],
         )?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
