@@ -21,23 +21,24 @@ fn error() -> IntentkitError {
     }
 }
 
-fn open(config: &CString) -> repr_c::Box<IntentkitHandle> {
-    let mut handle: Option<repr_c::Box<IntentkitHandle>> = None;
+fn open(config: &CString) -> *mut IntentkitHandle {
+    let mut handle: *mut IntentkitHandle = std::ptr::null_mut();
     let mut e = error();
     let st = intentkit_open(
         Some(char_p::Ref::from(config.as_c_str())),
-        Some(handle.manually_drop_mut().as_out()),
+        Some(handle.as_out()),
         Some(&mut e),
     );
     assert_eq!(st, IntentkitStatus::Ok, "{e:?}");
-    handle.unwrap()
+    assert!(!handle.is_null());
+    handle
 }
 
 /// Calls one JSON operation and returns its answer.
 fn call(
-    handle: &IntentkitHandle,
+    handle: *const IntentkitHandle,
     op: extern "C" fn(
-        Option<&IntentkitHandle>,
+        *const IntentkitHandle,
         Option<char_p::Ref<'_>>,
         Option<Out<'_, Option<char_p::Box>>>,
         Option<&mut IntentkitError>,
@@ -48,7 +49,7 @@ fn call(
     let mut out: Option<char_p::Box> = None;
     let mut e = error();
     let st = op(
-        Some(handle),
+        handle,
         Some(char_p::Ref::from(request.as_c_str())),
         Some(out.manually_drop_mut().as_out()),
         Some(&mut e),
@@ -86,14 +87,14 @@ fn forged_callbacks_through_a_hundred_short_lived_handles_share_one_lookup_gap()
 
     let first = open(&config);
     let v = call(
-        &first,
+        first,
         intentkit_create_account_verification,
         serde_json::json!({
             "idempotencyKey": "v-flood", "account": "in-main", "reference": "kyc-1",
             "userId": "u-1", "purposeMessage": "Verify", "generateUri": true,
         }),
     );
-    intentkit_close(Some(first));
+    intentkit_close(first);
     let txn = v["providerRef"]["decentro"]["txnId"].as_str().unwrap();
     let body = serde_json::json!({
         "decentroTxnId": txn, "referenceId": v["providerKey"], "transactionStatus": "SUCCESS",
@@ -114,8 +115,8 @@ fn forged_callbacks_through_a_hundred_short_lived_handles_share_one_lookup_gap()
     let mut statuses = std::collections::BTreeMap::new();
     for n in 0..100u32 {
         let h = open(&config);
-        let answer = call(&h, intentkit_handle_webhook, webhook.clone());
-        intentkit_close(Some(h));
+        let answer = call(h, intentkit_handle_webhook, webhook.clone());
+        intentkit_close(h);
         *statuses
             .entry(answer["httpStatus"].as_u64().unwrap())
             .or_insert(0) += 1;
