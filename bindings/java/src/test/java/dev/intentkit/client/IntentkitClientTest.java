@@ -28,10 +28,12 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** Over the network against the real intentkitd: what a Java backend calls, and what it gets. */
+@Tag("integration")
 class IntentkitClientTest {
   private static final AtomicLong COUNTER = new AtomicLong();
   private static Path sharedDir;

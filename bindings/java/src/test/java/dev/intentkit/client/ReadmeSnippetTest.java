@@ -9,6 +9,7 @@ import java.nio.file.Path;
 import java.util.List;
 import javax.tools.JavaCompiler;
 import javax.tools.ToolProvider;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -18,6 +19,7 @@ import org.junit.jupiter.api.io.TempDir;
  * the stand-ins the page names (credit, log, a servlet response, the request's headers and
  * body).
  */
+@Tag("integration")
 class ReadmeSnippetTest {
   @Test
   void theReadmeSnippetCompiles(@TempDir Path dir) throws Exception {
