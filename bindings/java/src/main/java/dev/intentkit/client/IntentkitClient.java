@@ -267,7 +267,7 @@ public interface IntentkitClient extends AutoCloseable {
      */
     public Builder trustedCertificates(java.nio.file.Path caPem) {
       this.trustedCertificates = java.util.Objects.requireNonNull(caPem, "caPem");
-      return useTransportSecurity();
+      return channelOption();
     }
 
     /**
@@ -281,7 +281,7 @@ public interface IntentkitClient extends AutoCloseable {
     public Builder clientCertificate(java.nio.file.Path certificateChainPem, java.nio.file.Path privateKeyPem) {
       this.clientCertificateChain = java.util.Objects.requireNonNull(certificateChainPem, "certificateChainPem");
       this.clientPrivateKey = java.util.Objects.requireNonNull(privateKeyPem, "privateKeyPem");
-      return useTransportSecurity();
+      return channelOption();
     }
 
     /**
@@ -377,12 +377,14 @@ public interface IntentkitClient extends AutoCloseable {
         }
         return GrpcIntentkitClient.create(channel, false, token, interceptors, deadline, null);
       }
-      if (plaintext == null) {
+      boolean certificates = trustedCertificates != null || clientCertificateChain != null;
+      if (plaintext == null && !certificates) {
         throw new IllegalStateException("choose useTransportSecurity() (production) or usePlaintext() (loopback, sandbox)");
       }
-      if (plaintext && (trustedCertificates != null || clientCertificateChain != null)) {
+      if (Boolean.TRUE.equals(plaintext) && certificates) {
         throw new IllegalStateException("usePlaintext() with certificates: choose one");
       }
+      boolean plaintext = Boolean.TRUE.equals(this.plaintext);
       io.grpc.ChannelCredentials credentials;
       if (plaintext) {
         credentials = io.grpc.InsecureChannelCredentials.create();
