@@ -270,8 +270,8 @@ class IntentkitClientTest {
   }
 
   /**
-   * Issue 26, item 6: after an 8 s outage (long enough for a channel's own reconnect backoff to
-   * have grown past 4 s), the consumer streams again within its maximum backoff (1 s here; the
+   * Issue 26, item 6: after each of three 8 s outages (long enough for a channel's own reconnect backoff to
+   * have grown past 4 s), the consumer streams again within its maximum backoff (500 ms here; the
    * documented bound) plus 1 s of the server being back: one backoff, not the channel's and the
    * consumer's stacked.
    */
@@ -280,7 +280,7 @@ class IntentkitClientTest {
     String addr = Sandbox.freeAddr();
     Sandbox s = Sandbox.start(dir, addr);
     Map<String, List<Long>> got = new HashMap<>();
-    Duration maxBackoff = Duration.ofSeconds(1);
+    Duration maxBackoff = Duration.ofMillis(500);
     try (IntentkitClient c = IntentkitClient.builder(addr).usePlaintext().token(Sandbox.TOKEN).build();
          EventConsumer consumer = c.consume("recovery", e -> {
            synchronized (got) {
@@ -289,19 +289,25 @@ class IntentkitClientTest {
          }, Duration.ofMillis(100), maxBackoff)) {
       Intent before = createRetrying(c, deposit(unique("before"), 10_00));
       waitHas(got, "intent.created/" + before.getId());
-      s.kill();
-      Thread.sleep(8_000);
-      s = Sandbox.start(dir, addr);
-      long back = System.nanoTime();
-      Intent after;
-      try (IntentkitClient fresh = s.client()) {
-        after = fresh.createDeposit(deposit(unique("after"), 20_00));
+      // Three outages: each recovery depends on where the backoffs stand when the server comes
+      // back, and every one must be within the bound.
+      List<Long> took = new ArrayList<>();
+      for (int outage = 1; outage <= 3; outage++) {
+        s.kill();
+        Thread.sleep(8_000);
+        s = Sandbox.start(dir, addr);
+        long back = System.nanoTime();
+        Intent after;
+        try (IntentkitClient fresh = s.client()) {
+          after = fresh.createDeposit(deposit(unique("after"), 20_00));
+        }
+        waitHas(got, "intent.created/" + after.getId());
+        took.add(TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - back));
       }
-      waitHas(got, "intent.created/" + after.getId());
-      long tookMs = TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - back);
-      System.out.println("recovery: the consumer handled the first new event " + tookMs
-          + " ms after intentkitd was back from an 8 s outage (bound: max backoff " + maxBackoff.toMillis() + " ms + 1 s)");
-      assertTrue(tookMs <= maxBackoff.toMillis() + 1_000, "the consumer was back after " + tookMs + " ms");
+      System.out.println("recovery: the consumer handled the first new event " + took
+          + " ms after intentkitd was back from each of three 8 s outages (bound: max backoff "
+          + maxBackoff.toMillis() + " ms + 1 s)");
+      assertTrue(Collections.max(took) <= maxBackoff.toMillis() + 1_000, "the consumer was back after " + took + " ms");
       assertTrue(consumer.failure().isEmpty(), () -> "consumer failed: " + consumer.failure());
     } finally {
       s.close();
