@@ -59,6 +59,7 @@ public interface EventConsumer extends AutoCloseable {
   /** The handler failed on an event, which stays unacknowledged; {@link #getCause()} is why. */
   final class HandlerFailed extends Exception {
     private static final long serialVersionUID = 1L;
+    /** The seq of the event the handler failed on. */
     private final long seq;
 
     /**

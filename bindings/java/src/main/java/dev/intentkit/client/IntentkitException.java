@@ -17,9 +17,13 @@ public final class IntentkitException extends RuntimeException {
   private static final long serialVersionUID = 1L;
   private static final String DOMAIN = "intentkit";
 
+  /** The gRPC status code. */
   private final Status.Code code;
+  /** The stable reason (ErrorInfo's, or the status code's name). */
   private final String reason;
+  /** Whether the same call may succeed later. */
   private final boolean retryable;
+  /** The intent the error is about, or null. */
   private final String intentId;
 
   IntentkitException(Status.Code code, String reason, String message, boolean retryable, String intentId, Throwable cause) {
