@@ -5,7 +5,8 @@
 #    close-under-calls race under AddressSanitizer;
 #  - PHP: the class's flow test, 4 processes on one SQLite file, and a 10,000-call memory test;
 #  - Go: the gRPC client against the real intentkitd (bindings/go/test.sh);
-#  - Java: the same over Maven (stubs generated at build time), JUnit 5.
+#  - Java: unit tests (in-process), then over Maven against the real intentkitd (-Pintegration),
+#    the guide's blocks run against a sandbox, and the folder installed alone from a copy.
 # Called by scripts/test.sh after `cargo build`; needs gcc, valgrind, php-cli with FFI, Go,
 # protoc, Java 17 and Maven. One build of intentkitd ($INTENTKITD) serves every suite that needs a server.
 set -euo pipefail
@@ -135,6 +136,21 @@ echo "go: $((SECONDS - start)) s"
 
 echo "== Java (gRPC client, Maven)"
 start=$SECONDS
-(cd bindings/java && mvn -B -ntp test) >"$work/java.txt" 2>&1 || { cat "$work/java.txt"; exit 1; }
+# The module carries its copy of the schema (so that the folder builds alone): it must be proto/'s.
+diff -r proto/intentkit bindings/java/src/main/proto/intentkit \
+  || { echo "bindings/java/src/main/proto drifted from proto/: cp -r proto/intentkit bindings/java/src/main/proto/" >&2; exit 1; }
+# Everything: the Javadoc lint (javac doclint, missing docs included, as errors), the unit tests on
+# in-process servers, and -Pintegration's on the real intentkitd: the client's flows, the recovery
+# after an 8 s outage, and every Java block of docs/guide/java.md run against a sandbox.
+(cd bindings/java && mvn -B -ntp -Pintegration verify) >"$work/java.txt" 2>&1 || { cat "$work/java.txt"; exit 1; }
 grep -E '^\[(INFO|WARNING)\] Tests run: [0-9]+, Failures: 0, Errors: 0, Skipped: [0-9]+$' "$work/java.txt" | tail -1
+grep -E '^(guide blocks|recovery|in-process):' "$work/java.txt" || true
+# The folder alone, as a user gets it: a copy outside the checkout, `mvn install`, unit tests only.
+mkdir "$work/java-alone"
+cp -r bindings/java "$work/java-alone/"
+rm -rf "$work/java-alone/java/target"
+(cd "$work/java-alone/java" && mvn -B -ntp install) >"$work/java-alone.txt" 2>&1 \
+  || { cat "$work/java-alone.txt"; echo "bindings/java does not install on its own" >&2; exit 1; }
+grep -E '^\[(INFO|WARNING)\] Tests run: [0-9]+, Failures: 0, Errors: 0, Skipped: [0-9]+$' "$work/java-alone.txt" | tail -1
+echo "java alone (copy of bindings/java, mvn install): 1 passed, 0 failed"
 echo "java: $((SECONDS - start)) s"

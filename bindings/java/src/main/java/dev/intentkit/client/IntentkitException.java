@@ -17,9 +17,13 @@ public final class IntentkitException extends RuntimeException {
   private static final long serialVersionUID = 1L;
   private static final String DOMAIN = "intentkit";
 
+  /** The gRPC status code. */
   private final Status.Code code;
+  /** The stable reason (ErrorInfo's, or the status code's name). */
   private final String reason;
+  /** Whether the same call may succeed later. */
   private final boolean retryable;
+  /** The intent the error is about, or null. */
   private final String intentId;
 
   IntentkitException(Status.Code code, String reason, String message, boolean retryable, String intentId, Throwable cause) {
@@ -30,32 +34,62 @@ public final class IntentkitException extends RuntimeException {
     this.intentId = intentId;
   }
 
-  /** The gRPC status code. */
+  /**
+   * The gRPC status code.
+   *
+   * @return the status code, e.g. {@code ALREADY_EXISTS} for {@code IDEMPOTENCY_CONFLICT}
+   */
   public Status.Code code() {
     return code;
   }
 
-  /** The stable reason, e.g. {@link Reasons#IDEMPOTENCY_CONFLICT} or {@code error_unsanitized_values}. */
+  /**
+   * The stable reason to branch on.
+   *
+   * @return e.g. {@link Reasons#IDEMPOTENCY_CONFLICT}, a provider's {@code error_unsanitized_values},
+   *     or the status code's name when the server sent no ErrorInfo
+   */
   public String reason() {
     return reason;
   }
 
-  /** Whether the same call, unchanged (same idempotency key), may succeed. */
+  /**
+   * Whether the same call, unchanged (same idempotency key), may succeed.
+   *
+   * @return true to retry later with the same key
+   */
   public boolean retryable() {
     return retryable;
   }
 
-  /** The intent a failed create still recorded; retrying with the same key finishes it. */
+  /**
+   * The intent the error is about: for {@code IDEMPOTENCY_CONFLICT}, the intent the key already
+   * names; for a retryable failure of a create, the intent it still recorded (retrying with the
+   * same key finishes it).
+   *
+   * @return the intent's id, or empty when the server named none
+   */
   public Optional<String> intentId() {
     return Optional.ofNullable(intentId);
   }
 
-  /** Whether this is the given reason. */
+  /**
+   * Whether this is the given reason.
+   *
+   * @param reason a reason, e.g. {@link Reasons#IDEMPOTENCY_CONFLICT}
+   * @return true if {@link #reason()} equals it
+   */
   public boolean is(String reason) {
     return this.reason.equals(reason);
   }
 
-  /** Turns what a stub threw into an IntentkitException. */
+  /**
+   * Turns what a gRPC stub threw into an IntentkitException (for code that calls the generated
+   * stubs itself).
+   *
+   * @param t a {@link StatusRuntimeException}, {@link io.grpc.StatusException} or any throwable
+   * @return t itself if it is one, else the exception its status describes
+   */
   public static IntentkitException from(Throwable t) {
     if (t instanceof IntentkitException e) {
       return e;

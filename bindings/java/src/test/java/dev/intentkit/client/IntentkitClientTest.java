@@ -28,10 +28,12 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** Over the network against the real intentkitd: what a Java backend calls, and what it gets. */
+@Tag("integration")
 class IntentkitClientTest {
   private static final AtomicLong COUNTER = new AtomicLong();
   private static Path sharedDir;
@@ -262,6 +264,54 @@ class IntentkitClientTest {
     assertEquals(Status.Code.ALREADY_EXISTS, e.code());
     assertFalse(e.retryable());
     assertTrue(e.is(Reasons.IDEMPOTENCY_CONFLICT));
+    // Issue 26, item 7: the typed error names the intent the key already has (ErrorInfo
+    // metadata intent_id), not only its message.
+    assertEquals(first.getId(), e.intentId().orElseThrow(() -> new AssertionError("no intentId in " + e)));
+  }
+
+  /**
+   * Issue 26, item 6: after each of three 8 s outages (long enough for a channel's own reconnect backoff to
+   * have grown past 4 s), the consumer streams again within its maximum backoff (500 ms here; the
+   * documented bound) plus 1 s of the server being back: one backoff, not the channel's and the
+   * consumer's stacked.
+   */
+  @Test
+  void afterAnEightSecondOutageTheConsumerIsBackWithinItsMaxBackoff(@TempDir Path dir) throws Exception {
+    String addr = Sandbox.freeAddr();
+    Sandbox s = Sandbox.start(dir, addr);
+    Map<String, List<Long>> got = new HashMap<>();
+    Duration maxBackoff = Duration.ofMillis(500);
+    try (IntentkitClient c = IntentkitClient.builder(addr).usePlaintext().token(Sandbox.TOKEN).build();
+         EventConsumer consumer = c.consume("recovery", e -> {
+           synchronized (got) {
+             got.computeIfAbsent(e.getTypeName() + "/" + e.getIntentId(), k -> new ArrayList<>()).add(e.getSeq());
+           }
+         }, Duration.ofMillis(100), maxBackoff)) {
+      Intent before = createRetrying(c, deposit(unique("before"), 10_00));
+      waitHas(got, "intent.created/" + before.getId());
+      // Three outages: each recovery depends on where the backoffs stand when the server comes
+      // back, and every one must be within the bound.
+      List<Long> took = new ArrayList<>();
+      for (int outage = 1; outage <= 3; outage++) {
+        s.kill();
+        Thread.sleep(8_000);
+        s = Sandbox.start(dir, addr);
+        long back = System.nanoTime();
+        Intent after;
+        try (IntentkitClient fresh = s.client()) {
+          after = fresh.createDeposit(deposit(unique("after"), 20_00));
+        }
+        waitHas(got, "intent.created/" + after.getId());
+        took.add(TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - back));
+      }
+      System.out.println("recovery: the consumer handled the first new event " + took
+          + " ms after intentkitd was back from each of three 8 s outages (bound: max backoff "
+          + maxBackoff.toMillis() + " ms + 1 s)");
+      assertTrue(Collections.max(took) <= maxBackoff.toMillis() + 1_000, "the consumer was back after " + took + " ms");
+      assertTrue(consumer.failure().isEmpty(), () -> "consumer failed: " + consumer.failure());
+    } finally {
+      s.close();
+    }
   }
 
   /**

@@ -64,12 +64,19 @@ final class Sandbox implements AutoCloseable {
     env.put("INTENTKIT_SANDBOX_DECENTRO_ADDR", "127.0.0.1:0");
     pb.redirectError(ProcessBuilder.Redirect.appendTo(dataDir.resolve("intentkitd.log").toFile()));
     Process p = pb.start();
-    CompletableFuture<String[]> ready = CompletableFuture.supplyAsync(() -> {
+    // One reader for the process's whole life: it finds the addresses, then keeps draining, so
+    // the server never writes to a closed or full pipe (a broken pipe makes intentkitd panic).
+    CompletableFuture<String[]> ready = new CompletableFuture<>();
+    Thread reader = new Thread(() -> {
       List<String> seen = new ArrayList<>();
       String grpc = null;
-      try (BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+      try {
+        BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
         String line;
         while ((line = r.readLine()) != null) {
+          if (ready.isDone()) {
+            continue;
+          }
           seen.add(line);
           Matcher g = GRPC.matcher(line);
           if (g.find()) {
@@ -77,25 +84,16 @@ final class Sandbox implements AutoCloseable {
           }
           Matcher s = SIMS.matcher(line);
           if (s.find()) {
-            String[] found = {grpc, s.group(1).replaceFirst("/api/v1$", ""), s.group(2)};
-            // Keep draining stdout so the server never blocks on a full pipe.
-            Thread drain = new Thread(() -> {
-              try {
-                p.getInputStream().transferTo(java.io.OutputStream.nullOutputStream());
-              } catch (IOException ignored) {
-                // the process ended
-              }
-            });
-            drain.setDaemon(true);
-            drain.start();
-            return found;
+            ready.complete(new String[] {grpc, s.group(1).replaceFirst("/api/v1$", ""), s.group(2)});
           }
         }
       } catch (IOException e) {
-        throw new IllegalStateException(e);
+        // the process ended
       }
-      throw new IllegalStateException("intentkitd exited before it was ready: " + seen);
-    });
+      ready.completeExceptionally(new IllegalStateException("intentkitd exited before it was ready: " + seen));
+    }, "intentkitd-stdout");
+    reader.setDaemon(true);
+    reader.start();
     String[] r = ready.get(30, TimeUnit.SECONDS);
     if (grpcAddr != null && !grpcAddr.equals(r[0])) {
       throw new IllegalStateException("asked for gRPC on " + grpcAddr + ", intentkitd serves " + r[0]);
