@@ -11,7 +11,8 @@
 //!   them; unsigned claims confirmed by the provider's status API when they would be applied;
 //!   parked signals, bounded per account.
 //! - [`maintain`](self::maintain): recovery, expiry, reconciliation, parked-signal upkeep.
-//! - [`feed`](self::feed): the outbox as the façades read it, and change notifications.
+//! - [`feed`](self::feed): the outbox as the façades read it, and one watcher of its head
+//!   that wakes every open stream.
 //!
 //! Store calls are blocking; they run on tokio's blocking pool.
 
@@ -27,7 +28,7 @@ mod sink;
 use std::sync::Arc;
 
 pub use self::create::PROVIDER_WINDOW_PASSED;
-pub use self::feed::EventFeed;
+pub use self::feed::{EventFeed, FEED_POLL_INTERVAL};
 pub use self::report::{Job, JobReport, MaintenanceReport, ReconcileReport};
 pub use self::settings::EngineSettings;
 use crate::clock::Clock;
@@ -133,8 +134,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     adapters: Adapters,
     settings: EngineSettings,
-    /// Bumped after every write this process makes, so that event streams wake at once.
-    changed: tokio::sync::watch::Sender<()>,
+    /// The outbox's head for every open feed, and its watcher (see `feed`).
+    feed: feed::FeedState,
     /// When each intent's provider was last asked to confirm a claim (see
     /// `claims::CLAIM_LOOKUP_GAP`).
     claim_lookups: std::sync::Mutex<std::collections::HashMap<IntentId, std::time::Instant>>,
@@ -171,14 +172,13 @@ impl Engine {
             max_window_ms: settings.reconcile_max_window_ms,
         };
         let adapters = registry::build(providers, sweep)?;
-        let (changed, _) = tokio::sync::watch::channel(());
         Ok(Engine {
             inner: Arc::new(Inner {
                 ledger,
                 clock,
                 adapters,
                 settings,
-                changed,
+                feed: feed::FeedState::new(),
                 claim_lookups: Default::default(),
                 instance: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
             }),
@@ -260,9 +260,10 @@ impl Engine {
         all
     }
 
-    /// Tells event streams that this process wrote something.
+    /// Tells the feed watcher that this process wrote something, so that event streams wake
+    /// at once rather than at its next poll.
     fn wrote(&self) {
-        self.inner.changed.send_replace(());
+        self.inner.feed.wrote();
     }
 }
 
