@@ -219,7 +219,9 @@ fn main() {
             let idle_ratio = idle1.calls / idle0.calls;
             let p99_ratio = ms(percentile(&lat1, 0.99)) / ms(percentile(&lat0, 0.99));
             println!(
-                "  window {w}  ratios ({streams} streams / none): idle store calls {idle_ratio:.2}x, webhook p99 {p99_ratio:.2}x  ({})",
+                "  window {w}  ratios ({streams} streams / none): idle store calls {idle_ratio:.2}x \
+                 ({:+.1} calls/s for all {streams} streams: the one feed watcher), webhook p99 {p99_ratio:.2}x  ({})",
+                idle1.calls - idle0.calls,
                 steal.describe()
             );
             idle_ratios.push(idle_ratio);

@@ -68,12 +68,12 @@ impl StreamSlots {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        if let Ok(mut open) = self.open.lock() {
-            if let Some(n) = open.get_mut(&self.caller) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    open.remove(&self.caller);
-                }
+        if let Ok(mut open) = self.open.lock()
+            && let Some(n) = open.get_mut(&self.caller)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.caller);
             }
         }
     }
