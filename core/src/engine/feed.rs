@@ -301,6 +301,46 @@ mod tests {
         );
     }
 
+    // A plain test: the blocking driver must not be opened, used or dropped on a runtime's
+    // worker thread, so the pools live outside the runtime.
+    #[test]
+    fn a_write_by_another_engine_on_postgres_wakes_a_feed_within_a_poll() {
+        let Some(db) = crate::store::postgres::testing::TestDatabase::create() else {
+            return;
+        };
+        let database = crate::store::Database::parse(db.url()).unwrap();
+        // Two instances: each its own pool, its own engine, its own watcher.
+        let ours = Ledger::new(database.open().unwrap(), Arc::new(SystemClock));
+        let theirs = Ledger::new(database.open().unwrap(), Arc::new(SystemClock));
+        let id = create(&theirs, 0);
+        let (ours, other_engine) = (engine_on(ours), engine_on(theirs));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut feed = ours.subscribe();
+            assert_eq!(
+                tokio::time::timeout(Duration::from_secs(2), feed.past(0)).await,
+                Ok(1)
+            );
+            let started = Instant::now();
+            other_engine.cancel(id, None).await.unwrap();
+            assert_eq!(
+                tokio::time::timeout(Duration::from_secs(2), feed.past(1)).await,
+                Ok(2),
+                "the other instance's event did not wake this one's feed"
+            );
+            assert!(
+                started.elapsed() < FEED_POLL_INTERVAL * 5,
+                "{:?}",
+                started.elapsed()
+            );
+        });
+        drop(rt);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_watcher_runs_only_while_a_feed_is_open() {
         let dir = tempfile::tempdir().unwrap();
