@@ -1,5 +1,7 @@
 //! Bearer-token authentication for the gRPC service. Tokens are compared by their SHA-256
-//! digests, so the comparison's timing says nothing about a configured token.
+//! digests, so the comparison's timing says nothing about a configured token. A call that
+//! passes carries its [`Caller`] (which configured token, never the token itself) in its
+//! extensions, for limits per token.
 
 use intentkit_core::provider::Secret;
 use intentkit_proto::{ApiError, Code};
@@ -24,6 +26,17 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+/// Who made a call, as far as limits are concerned: the position of its token among the
+/// configured ones (the first, for a token listed twice), or `Anonymous` on a server without
+/// tokens. Never the token's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Caller {
+    /// The configured token at this position.
+    Token(usize),
+    /// No token: `allow_unauthenticated` with none configured.
+    Anonymous,
+}
+
 fn digest(token: &[u8]) -> [u8; 32] {
     Sha256::digest(token).into()
 }
@@ -42,10 +55,12 @@ impl Auth {
         }
     }
 
-    /// The interceptor: passes the request on, or refuses it with `UNAUTHENTICATED`.
+    /// The interceptor: passes the request on with its [`Caller`], or refuses it with
+    /// `UNAUTHENTICATED`.
     #[allow(clippy::result_large_err)]
-    pub fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
+    pub fn check(&self, mut request: Request<()>) -> Result<Request<()>, Status> {
         if self.open && self.digests.is_empty() {
+            request.extensions_mut().insert(Caller::Anonymous);
             return Ok(request);
         }
         let refuse = |reason: &str, message: &str| {
@@ -71,7 +86,8 @@ impl Auth {
             );
         };
         let d = digest(token.trim().as_bytes());
-        if self.digests.contains(&d) {
+        if let Some(i) = self.digests.iter().position(|t| *t == d) {
+            request.extensions_mut().insert(Caller::Token(i));
             Ok(request)
         } else {
             refuse(
@@ -97,7 +113,8 @@ mod tests {
     #[test]
     fn tokens_are_checked() {
         let a = Auth::new(&[Secret::new("t1"), Secret::new("t2")], false);
-        assert!(a.check(with(Some("Bearer t2"))).is_ok());
+        let passed = a.check(with(Some("Bearer t2"))).unwrap();
+        assert_eq!(passed.extensions().get::<Caller>(), Some(&Caller::Token(1)));
         for (v, reason) in [
             (None, "AUTH_MISSING"),
             (Some("Basic abc"), "AUTH_MALFORMED"),
@@ -108,13 +125,15 @@ mod tests {
             use tonic_types::StatusExt;
             assert_eq!(s.get_error_details().error_info().unwrap().reason, reason);
         }
-        assert!(Auth::new(&[], true).check(with(None)).is_ok());
+        let open = Auth::new(&[], true).check(with(None)).unwrap();
+        assert_eq!(open.extensions().get::<Caller>(), Some(&Caller::Anonymous));
         let doc = include_str!("../../docs/errors.md");
         for reason in [
             "AUTH_MISSING",
             "AUTH_MALFORMED",
             "AUTH_INVALID",
             "SHUTTING_DOWN",
+            crate::streams::TOO_MANY_STREAMS,
         ] {
             assert!(
                 doc.contains(&format!("| `{reason}` |")),

@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub grpc_concurrency_per_connection: usize,
     /// Open gRPC connections.
     pub grpc_max_connections: usize,
+    /// Event streams open at once per token (on a server without tokens: in all).
+    pub max_streams_per_token: usize,
     /// Maintenance period.
     pub maintenance_interval_ms: u64,
     /// Grace for in-flight requests on shutdown.
@@ -101,6 +103,7 @@ impl Default for ServerConfig {
             grpc_max_message_bytes: 4 * 1024 * 1024,
             grpc_concurrency_per_connection: 64,
             grpc_max_connections: 1_024,
+            max_streams_per_token: 16,
             maintenance_interval_ms: 5_000,
             shutdown_grace_ms: 10_000,
             log_format: LogFormat::Text,
@@ -206,6 +209,10 @@ impl ServerConfig {
         put(
             "grpc_max_connections",
             self.grpc_max_connections.to_string(),
+        );
+        put(
+            "max_streams_per_token",
+            self.max_streams_per_token.to_string(),
         );
         put(
             "maintenance_interval_ms",

@@ -22,6 +22,7 @@ pub mod options;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod service;
+pub mod streams;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -174,7 +175,12 @@ impl Server {
 
         // gRPC: the service behind the token check, health and reflection open (probes and
         // tooling carry no tokens, and reveal nothing but the schema and serving state).
-        let service = service::Service::new(engine.clone(), metrics.clone(), stop.clone());
+        let service = service::Service::new(
+            engine.clone(),
+            metrics.clone(),
+            stop.clone(),
+            config.max_streams_per_token,
+        );
         let auth = auth::Auth::new(&config.auth_tokens, config.allow_unauthenticated);
         let intents = tonic::service::interceptor::InterceptedService::new(
             IntentServiceServer::new(service)

@@ -85,7 +85,7 @@ impl Metrics {
             "limit_hits",
             "requests or connections a limit stopped or held, by listener and limit \
              (header_read_timeout, body_read_timeout, body_too_large, request_timeout, \
-             connection_limit, preface_timeout)",
+             connection_limit, preface_timeout, streams_per_token)",
             limit_hits.clone(),
         );
         let transitions = Family::<Labels, Counter>::default();

@@ -119,6 +119,10 @@ pub struct ServerArgs {
     /// Open gRPC connections; past it, new ones wait in the kernel's accept queue
     #[arg(long, env = "INTENTKIT_SERVER_GRPC_MAX_CONNECTIONS", value_name = "N")]
     pub grpc_max_connections: Option<String>,
+    /// Event streams (StreamEvents) one token may hold open at once, over all its connections;
+    /// RESOURCE_EXHAUSTED / TOO_MANY_STREAMS past it
+    #[arg(long, env = "INTENTKIT_SERVER_MAX_STREAMS_PER_TOKEN", value_name = "N")]
+    pub max_streams_per_token: Option<String>,
     /// How often each provider account's maintenance pass runs
     #[arg(
         long,

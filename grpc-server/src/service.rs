@@ -16,12 +16,12 @@ use intentkit_proto::{convert, ops};
 use tokio::sync::{mpsc, watch};
 use tonic::{Request, Response, Status};
 
+use crate::auth::Caller;
 use crate::metrics::Metrics;
+use crate::streams::StreamSlots;
 
 /// How many events a stream reads from the store at once, and holds ahead of the client.
 const STREAM_BATCH: usize = 100;
-/// How often an idle stream looks for events written by other processes.
-const STREAM_IDLE_POLL: Duration = Duration::from_millis(200);
 
 /// An [`ApiError`] as a gRPC status with a `google.rpc.ErrorInfo` detail.
 pub fn status_of(e: &ApiError) -> Status {
@@ -72,6 +72,7 @@ pub struct Service {
     engine: Engine,
     metrics: Metrics,
     shutdown: watch::Receiver<bool>,
+    streams: StreamSlots,
 }
 
 impl std::fmt::Debug for Service {
@@ -81,12 +82,19 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
-    /// A service over `engine`; streams end when `shutdown` turns true.
-    pub fn new(engine: Engine, metrics: Metrics, shutdown: watch::Receiver<bool>) -> Self {
+    /// A service over `engine`; streams end when `shutdown` turns true, and each token may
+    /// hold `max_streams_per_token` open at once.
+    pub fn new(
+        engine: Engine,
+        metrics: Metrics,
+        shutdown: watch::Receiver<bool>,
+        max_streams_per_token: usize,
+    ) -> Self {
         Service {
             engine,
             metrics,
             shutdown,
+            streams: StreamSlots::new(max_streams_per_token),
         }
     }
 
@@ -170,8 +178,26 @@ impl IntentService for Service {
         &self,
         request: Request<v1::StreamEventsRequest>,
     ) -> Result<Response<Self::StreamEventsStream>, Status> {
+        // The interceptor names every caller it lets through; a call that reached us another
+        // way counts as anonymous.
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .copied()
+            .unwrap_or(Caller::Anonymous);
         let r = request.into_inner();
         let consumer = convert::consumer(&r.consumer).map_err(core_status)?;
+        let slot = match self.streams.take(caller) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                self.metrics.limit_hit("grpc", "streams_per_token");
+                tracing::debug!(
+                    ?caller,
+                    "event stream refused: max_streams_per_token reached"
+                );
+                return Err(refused);
+            }
+        };
         self.metrics.consumer(&consumer);
         let start = match r.after_seq {
             Some(seq) => seq,
@@ -188,10 +214,10 @@ impl IntentService for Service {
         let engine = self.engine.clone();
         let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            // Held while the stream is open; dropped however it ends.
+            let _slot = slot;
             let mut cursor = start;
             loop {
-                // Writes after this point wake the wait below, even if they land mid-read.
-                feed.mark_seen();
                 let events = match engine.events_after(cursor, STREAM_BATCH).await {
                     Ok(events) => events,
                     Err(e) => {
@@ -214,9 +240,11 @@ impl IntentService for Service {
                 if full {
                     continue;
                 }
+                // Idle: no store call until the engine's feed watcher sees the outbox's head
+                // pass this cursor (a write here wakes it at once, another instance's within
+                // its poll).
                 tokio::select! {
-                    () = feed.changed() => {}
-                    () = tokio::time::sleep(STREAM_IDLE_POLL) => {}
+                    _ = feed.past(cursor) => {}
                     () = tx.closed() => return,
                     () = stopped(&mut shutdown) => {
                         let _ = tx.send(Err(shutting_down())).await;

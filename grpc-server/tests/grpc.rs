@@ -601,6 +601,144 @@ async fn the_event_stream_resumes_after_a_disconnect_with_nothing_lost_or_repeat
     assert_eq!(live[0].type_name, "intent.created");
 }
 
+/// An intent written to the server's SQLite file by another process (a ledger of its own, which
+/// cannot tell this server's engine anything).
+fn write_from_another_process(database: &std::path::Path, key: &str) {
+    use intentkit_core::*;
+    let store = SqliteStore::open(database, SqliteConfig::default()).unwrap();
+    let ledger = Ledger::new(Arc::new(store), Arc::new(SystemClock));
+    let request = IntentRequest::Deposit(DepositRequest {
+        account: AccountName::new(sandbox::PIENTEGRA_ACCOUNT).unwrap(),
+        amount: MinorUnits::new(10_000).unwrap(),
+        currency: Currency::TRY,
+        reference: PartnerReference::new(format!("order-{key}")).unwrap(),
+        user_id: UserId::new("user-1").unwrap(),
+        user_label: None,
+        metadata: Metadata::default(),
+    });
+    ledger
+        .create(request, IdempotencyKey::new(key).unwrap())
+        .unwrap();
+}
+
+async fn open_stream(c: &mut Client) -> Result<tonic::Streaming<v1::Event>, Status> {
+    c.stream_events(v1::StreamEventsRequest {
+        consumer: "idle".into(),
+        after_seq: Some(0),
+    })
+    .await
+    .map(|r| r.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_streams_cost_the_store_nothing_and_every_write_still_reaches_them() {
+    const STREAMS: usize = 40;
+    let (h, counting) = start_counting(|c| {
+        // Maintenance would query the store on its own schedule; not what is measured.
+        c.maintenance_interval_ms = 3_600_000;
+        c.max_streams_per_token = STREAMS;
+    })
+    .await;
+    let mut c = h.client().await;
+    c.create_deposit(deposit("idle-0", 10_000)).await.unwrap();
+    let mut streams = Vec::new();
+    for _ in 0..STREAMS {
+        let mut s = open_stream(&mut c).await.unwrap();
+        // created, pending
+        assert_eq!(read_events(&mut s, 2).await[1].seq, 2);
+        streams.push(s);
+    }
+
+    // Idle for a second: the streams make no store call of their own. What is left is the
+    // engine's one feed watcher (about 5 head look-ups a second, however many streams) and
+    // the metrics tail (a head, a read and a consumer's position, once a second).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = counting.calls();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = counting.calls();
+    let delta = |m: &str| after.get(m).unwrap_or(&0) - before.get(m).unwrap_or(&0);
+    let total = after.values().sum::<u64>() - before.values().sum::<u64>();
+    assert!(
+        delta("read_events") <= 2,
+        "idle streams read the outbox: {before:?} -> {after:?}"
+    );
+    assert!(
+        total <= 16,
+        "{total} store calls in an idle second with {STREAMS} streams: {before:?} -> {after:?}"
+    );
+
+    // A write through this server reaches every stream.
+    c.create_deposit(deposit("idle-1", 10_000)).await.unwrap();
+    for s in &mut streams {
+        assert_eq!(read_events(s, 2).await[1].seq, 4);
+    }
+    // So does one by another process on the same database, within a few of the watcher's
+    // polls.
+    let started = std::time::Instant::now();
+    write_from_another_process(&h.database, "idle-other");
+    for s in &mut streams {
+        assert_eq!(read_events(s, 1).await[0].seq, 5);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "another process's event took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_past_the_per_token_cap_are_refused_and_a_closed_one_frees_its_slot() {
+    const OTHER: &str = "another-token";
+    let h = common::start(|c| {
+        c.max_streams_per_token = 3;
+        c.auth_tokens
+            .push(intentkit_core::provider::Secret::new(OTHER));
+    })
+    .await;
+    // Over two connections: the cap is per token, not per connection.
+    let (mut a1, mut a2) = (h.client().await, h.client().await);
+    let mut held = vec![
+        open_stream(&mut a1).await.unwrap(),
+        open_stream(&mut a2).await.unwrap(),
+        open_stream(&mut a1).await.unwrap(),
+    ];
+    let refused = open_stream(&mut a2).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert_eq!(reason(&refused), "TOO_MANY_STREAMS");
+    assert!(!refused.message().contains(sandbox::SANDBOX_TOKEN));
+
+    // Another token has its own slots.
+    let mut b = h.client_with(Some(OTHER)).await;
+    let _other = open_stream(&mut b).await.unwrap();
+
+    // A stream the client closes gives its slot back (once the server sees it go).
+    held.pop();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let reopened = loop {
+        match open_stream(&mut a1).await {
+            Ok(s) => break s,
+            Err(s)
+                if s.code() == Code::ResourceExhausted && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(s) => panic!("the closed stream's slot was not freed: {s:?}"),
+        }
+    };
+    held.push(reopened);
+    assert_eq!(
+        open_stream(&mut a1).await.unwrap_err().code(),
+        Code::ResourceExhausted
+    );
+    // Counted (at least the two refusals above; the retries while the slot was freed too).
+    let metrics = h.metrics().await;
+    assert!(
+        metrics
+            .contains(r#"intentkit_limit_hits_total{listener="grpc",limit="streams_per_token"} "#),
+        "{metrics}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_under_load_finishes_in_flight_work_and_ends_streams_with_a_status() {
     let mut h = start().await;

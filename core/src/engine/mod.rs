@@ -11,7 +11,8 @@
 //!   them; unsigned claims confirmed by the provider's status API when they would be applied;
 //!   parked signals, bounded per account.
 //! - [`maintain`](self::maintain): recovery, expiry, reconciliation, parked-signal upkeep.
-//! - [`feed`](self::feed): the outbox as the façades read it, and change notifications.
+//! - [`feed`](self::feed): the outbox as the façades read it, and one watcher of its head
+//!   that wakes every open stream.
 //!
 //! Store calls are blocking; they run on tokio's blocking pool.
 
@@ -28,7 +29,7 @@ mod sink;
 use std::sync::Arc;
 
 pub use self::create::PROVIDER_WINDOW_PASSED;
-pub use self::feed::EventFeed;
+pub use self::feed::{EventFeed, FEED_POLL_INTERVAL};
 pub use self::report::{Job, JobReport, MaintenanceReport, ReconcileReport};
 pub use self::settings::EngineSettings;
 use crate::clock::Clock;
@@ -134,8 +135,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     adapters: Adapters,
     settings: EngineSettings,
-    /// Bumped after every write this process makes, so that event streams wake at once.
-    changed: tokio::sync::watch::Sender<()>,
+    /// The outbox's head for every open feed, and its watcher (see `feed`).
+    feed: feed::FeedState,
     /// This engine's name as a lease holder (maintenance jobs are claimed, not duplicated,
     /// when several instances share a store).
     instance: String,
@@ -186,14 +187,13 @@ impl Engine {
                 period,
             ))
         })?;
-        let (changed, _) = tokio::sync::watch::channel(());
         Ok(Engine {
             inner: Arc::new(Inner {
                 ledger,
                 clock,
                 adapters,
                 settings,
-                changed,
+                feed: feed::FeedState::new(),
                 instance: format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()),
             }),
         })
@@ -274,9 +274,10 @@ impl Engine {
         all
     }
 
-    /// Tells event streams that this process wrote something.
+    /// Tells the feed watcher that this process wrote something, so that event streams wake
+    /// at once rather than at its next poll.
     fn wrote(&self) {
-        self.inner.changed.send_replace(());
+        self.inner.feed.wrote();
     }
 }
 

@@ -11,6 +11,8 @@
 //! each transaction's last step, in commit order.
 
 mod codec;
+#[cfg(any(test, feature = "test-support"))]
+pub mod counting;
 pub(crate) mod group;
 #[cfg(feature = "postgres")]
 pub mod postgres;

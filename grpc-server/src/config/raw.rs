@@ -34,6 +34,7 @@ pub(super) struct RawServer {
     grpc_max_message_bytes: Option<u64>,
     grpc_concurrency_per_connection: Option<u64>,
     grpc_max_connections: Option<u64>,
+    max_streams_per_token: Option<u64>,
     maintenance_interval_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
     log_format: Option<String>,
@@ -118,6 +119,7 @@ pub(super) const OPTION_KEYS: &[&str] = &[
     "grpc_max_message_bytes",
     "grpc_concurrency_per_connection",
     "grpc_max_connections",
+    "max_streams_per_token",
     "maintenance_interval_ms",
     "shutdown_grace_ms",
     "log_format",
@@ -177,6 +179,7 @@ impl RawServer {
                 "grpc_max_message_bytes" => r.grpc_max_message_bytes = num()?,
                 "grpc_concurrency_per_connection" => r.grpc_concurrency_per_connection = num()?,
                 "grpc_max_connections" => r.grpc_max_connections = num()?,
+                "max_streams_per_token" => r.max_streams_per_token = num()?,
                 "maintenance_interval_ms" => r.maintenance_interval_ms = num()?,
                 "shutdown_grace_ms" => r.shutdown_grace_ms = num()?,
                 "log_format" => r.log_format = Some(v.clone()),
@@ -326,6 +329,9 @@ impl RawServer {
         }
         if let Some(n) = at_least("grpc_max_connections", self.grpc_max_connections, 1, ONE)? {
             s.grpc_max_connections = count(n);
+        }
+        if let Some(n) = at_least("max_streams_per_token", self.max_streams_per_token, 1, ONE)? {
+            s.max_streams_per_token = count(n);
         }
         if let Some(n) = self.maintenance_interval_ms {
             if n < 100 {

@@ -26,6 +26,36 @@ pub fn loopback() -> std::net::SocketAddr {
 
 /// The server on loopback ports, after `tune` has changed what the test is about.
 pub async fn start(tune: impl FnOnce(&mut ServerConfig)) -> Harness {
+    start_with(tune, |config| open_engine(config).unwrap()).await
+}
+
+/// As [`start`], with every call the engine makes to its store counted.
+pub async fn start_counting(
+    tune: impl FnOnce(&mut ServerConfig),
+) -> (
+    Harness,
+    std::sync::Arc<intentkit_core::store::counting::CountingStore>,
+) {
+    use std::sync::Arc;
+    let mut counting = None;
+    let h = start_with(tune, |config| {
+        let store = config.server.database.open().unwrap();
+        let store = Arc::new(intentkit_core::store::counting::CountingStore::new(store));
+        counting = Some(store.clone());
+        let clock: Arc<dyn intentkit_core::Clock> = Arc::new(intentkit_core::SystemClock);
+        let ledger = intentkit_core::Ledger::new(store, clock.clone());
+        intentkit_core::Engine::new(ledger, clock, &config.providers, config.engine.clone())
+            .unwrap()
+    })
+    .await;
+    (h, counting.unwrap())
+}
+
+/// As [`start`], on the engine `engine` opens for the final config.
+pub async fn start_with(
+    tune: impl FnOnce(&mut ServerConfig),
+    engine: impl FnOnce(&intentkit_grpc_server::Config) -> intentkit_core::Engine,
+) -> Harness {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let mut config = sandbox::server_config(dir.path());
@@ -38,7 +68,7 @@ pub async fn start(tune: impl FnOnce(&mut ServerConfig)) -> Harness {
         sandbox::start_simulators(config, &listeners, sandbox::SimulatorAddrs::ephemeral())
             .await
             .unwrap();
-    let engine = open_engine(&config).unwrap();
+    let engine = engine(&config);
     let server = Server::start_on(&config.server, engine, listeners)
         .await
         .unwrap();
