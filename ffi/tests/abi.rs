@@ -19,8 +19,11 @@ fn error() -> IntentkitError {
     }
 }
 
-#[test]
-fn a_call_past_its_timeout_is_deadline_exceeded_and_retryable_with_the_same_key() {
+/// A runtime and a Pientegra simulator on a free port, with its defaults.
+fn pientegra() -> (
+    tokio::runtime::Runtime,
+    intentkit_sandbox::pientegra::Simulator,
+) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sim = rt
@@ -30,6 +33,12 @@ fn a_call_past_its_timeout_is_deadline_exceeded_and_retryable_with_the_same_key(
             "127.0.0.1:0".parse().unwrap(),
         ))
         .unwrap();
+    (rt, sim)
+}
+
+#[test]
+fn a_call_past_its_timeout_is_deadline_exceeded_and_retryable_with_the_same_key() {
+    let (rt, sim) = pientegra();
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "[ffi]\ndatabase = \"{}\"\ncall_timeout_ms = 300\n\n[pientegra.tr-main]\nbase_url = \"{}\"\n\
@@ -262,15 +271,7 @@ fn a_call_after_close_answers_closed_and_a_second_close_is_harmless() {
 /// answer, and close returns only after it.
 #[test]
 fn close_waits_for_a_call_in_flight() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let sim = rt
-        .block_on(intentkit_sandbox::pientegra::Simulator::start(
-            Default::default(),
-            Arc::new(SystemClock),
-            "127.0.0.1:0".parse().unwrap(),
-        ))
-        .unwrap();
+    let (rt, sim) = pientegra();
     let root = sim.root_url();
     rt.block_on(async {
         reqwest::Client::new()

@@ -303,11 +303,6 @@ impl PostgresStore {
     fn check_settings(&self) -> Result<(), StoreError> {
         let found = self.session_settings()?;
         for ((name, want), (_, got)) in pool::SETTINGS.iter().zip(&found) {
-            let want = if *name == "default_transaction_isolation" {
-                "read committed"
-            } else {
-                want
-            };
             if got != want {
                 return Err(StoreError::Backend(format!(
                     "{name} is {got:?} for intentkit's statements, not {want:?}: the startup \
